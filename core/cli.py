@@ -1,0 +1,182 @@
+"""``python -m core``: the lab's comparison without a browser.
+
+    python -m core run [--dataset mnist|fashion-mnist|digits] [--data-dir DIR] [--model FILE]
+                       [--epochs N] [--variants float32,dynamic,...] [--threads N]
+                       [--json PATH] [--save-dir DIR]
+    python -m core inspect FILE [--json]
+    python -m core variants
+
+Exit codes: 0 done, 2 bad input (one line on stderr saying what), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from core import variants as registry
+from core.datasets import DATASET_NAMES
+from core.progress import Progress
+
+
+class BadInput(Exception):
+    pass
+
+
+class ProgressPrinter:
+    """One line per stage on stderr; redrawn in place on a terminal."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty, self.last, self.stage = stream, stream.isatty(), 0.0, ""
+
+    def __call__(self, report: Progress) -> None:
+        now = time.monotonic()
+        final = report.fraction >= 1.0 or report.metrics.get("epoch_end")
+        if report.stage == self.stage and not final and now - self.last < (0.1 if self.tty else 2.0):
+            return
+        self.last, self.stage = now, report.stage
+        bar = "#" * int(report.fraction * 20)
+        line = f"[{report.stage:<9}] [{bar:<20}] {report.message}"
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="TFLite Quantization Lab, headless.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train (or load) a model, convert variants, evaluate and time them")
+    run.add_argument("--dataset", choices=DATASET_NAMES, default="mnist")
+    run.add_argument("--data-dir", help="a folder of IDX files or a keras-format .npz")
+    run.add_argument("--origin", help="download from this base URL instead of keras's (file:// works)")
+    run.add_argument("--model", help="a .keras or .h5 model to use instead of training")
+    run.add_argument("--architecture", default="seed", help="seed or wide (when training)")
+    run.add_argument("--epochs", type=int, default=1)
+    run.add_argument("--variants", default=",".join(registry.POST_TRAINING),
+                     help=f"comma-separated, from: {', '.join(registry.VARIANTS)}")  # fmt: skip
+    run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--calibration", type=int, default=200, help="representative images for int8/int16x8")
+    run.add_argument("--runs", type=int, default=1000, help="timed single-image invokes per variant")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--no-keras-latency", action="store_true", help="skip timing Keras predict/call")
+    run.add_argument("--json", dest="json_path", help="write the JSON report here")
+    run.add_argument("--save-dir", help="write the Keras model and every .tflite here")
+    inspect = commands.add_parser("inspect", help="describe a .tflite (or .keras/.h5) file")
+    inspect.add_argument("file")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    commands.add_parser("variants", help="list the variants the lab knows")
+    return parser
+
+
+def _run(args) -> int:
+    from core.pipeline import RunConfig, run
+    from core.report import format_table
+
+    try:
+        names = tuple(registry.parse_names(args.variants))
+    except ValueError as error:
+        raise BadInput(str(error)) from error
+    if args.epochs < 0 or args.threads < 1 or args.runs < 1 or args.calibration < 1:
+        raise BadInput("--epochs must be ≥ 0 and --threads, --runs, --calibration ≥ 1")
+    for path in filter(None, (args.data_dir, args.model)):
+        if not os.path.exists(path):
+            raise BadInput(f"{path}: no such file or folder")
+    config = RunConfig(dataset=args.dataset, data_dir=args.data_dir, origin=args.origin, model_path=args.model,
+                       preset=args.architecture, epochs=args.epochs, variants=names, threads=args.threads,
+                       calibration=args.calibration, runs=args.runs, seed=args.seed,
+                       keras_latency=not args.no_keras_latency)  # fmt: skip
+    result = run(config, ProgressPrinter())
+    if result.notice:
+        print(f"notice: {result.notice}", file=sys.stderr)
+    report = result.report
+    ds, model = report["dataset"], report["model"]
+    print(f"dataset {ds['name']}: {ds['train_size']:,} train / {ds['test_size']:,} test ({ds['source']})")
+    print(f"model {model['architecture']}: {model['parameters']:,} parameters, {model['epochs']} epoch(s), "
+          f"Keras test accuracy {model['keras_accuracy']:.4f}")  # fmt: skip
+    print(format_table(report))
+    if "keras_latency_us" in report:
+        keras = report["keras_latency_us"]
+        print(f"Keras on one image: model.predict p50 {keras['keras_predict']['p50']:,.0f} µs, "
+              f"model(x) p50 {keras['keras_call']['p50']:,.0f} µs")  # fmt: skip
+    print("timings (s): " + ", ".join(f"{key} {value:.2f}" for key, value in report["timings_s"].items()))
+    if args.json_path:
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_path).write_text(json.dumps(report, indent=2))
+        print(f"report written to {args.json_path}")
+    if args.save_dir:
+        folder = Path(args.save_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.keras").write_bytes(result.keras_model_bytes)
+        for name, data in result.tflites.items():
+            (folder / f"{name}.tflite").write_bytes(data)
+        print(f"model.keras and {len(result.tflites)} .tflite files written to {folder}")
+    return 0
+
+
+def _inspect(args) -> int:
+    from core.inspect import ModelFormatError, format_inspection, inspect_tflite
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    data = path.read_bytes()
+    if path.suffix.lower() in (".keras", ".h5"):
+        return _inspect_keras(data, path.name, args.json)
+    try:
+        inspection = inspect_tflite(data)
+    except ModelFormatError as error:
+        raise BadInput(f"{path.name}: {error}") from error
+    print(json.dumps(inspection.to_dict(), indent=2) if args.json else format_inspection(inspection))
+    return 0
+
+
+def _inspect_keras(data: bytes, name: str, as_json: bool) -> int:
+    from core.worker import WorkerError, run_job
+
+    try:
+        result = run_job("load_keras", data=data, file_name=name, dataset=None)
+    except WorkerError as error:
+        raise BadInput(str(error)) from error
+    summary = result["summary"]
+    if as_json:
+        print(json.dumps({"name": summary.name, "parameters": summary.parameters, "input_shape": list(summary.input_shape),
+                          "layers": [dict(zip(("name", "type", "output_shape", "parameters"), layer)) for layer in summary.layers]},
+                         indent=2))  # fmt: skip
+    else:
+        print(f"{summary.name}: {summary.parameters:,} parameters, input {summary.input_shape}")
+        for layer in summary.layers:
+            print(f"  {layer[0]:<24} {layer[1]:<18} {layer[2]:<20} {layer[3]:>9,}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines are not for students
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "variants":
+            for variant in registry.VARIANTS.values():
+                print(f"{variant.name:<22} {variant.explanation}")
+            return 0
+        return _run(args) if args.command == "run" else _inspect(args)
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the known failures of data, models and converters, in one line
+        from core.convert import ConversionError
+        from core.datasets import DatasetError
+        from core.models import ModelFileError
+
+        if isinstance(error, (DatasetError, ModelFileError, ConversionError, ValueError)):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1

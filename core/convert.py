@@ -1,0 +1,130 @@
+"""Turning a Keras model into .tflite bytes, one builder per variant method.
+
+All conversion goes through :func:`convert`. It imports TensorFlow; the Streamlit server reaches
+it only through ``core.worker``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from core import variants as registry
+from core.progress import Progress, ProgressFn, ignore
+
+DEFAULT_CALIBRATION = 200
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    variant: str
+    tflite: bytes
+    seconds: float
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.tflite)
+
+
+class ConversionError(RuntimeError):
+    """A variant could not be built; the message names the variant and the cause."""
+
+
+Builder = Callable[..., bytes]
+BUILDERS: dict[str, Builder] = {}
+
+
+def builder(method: str):
+    def register(function: Builder) -> Builder:
+        BUILDERS[method] = function
+        return function
+
+    return register
+
+
+def _model_input(model, images: np.ndarray) -> np.ndarray:
+    from core.models import adapt_to_input
+
+    return adapt_to_input(model, images).astype(np.float32)
+
+
+@builder(registry.METHOD_TFLITE_CONVERTER)
+def _tflite_converter(model, variant: registry.Variant, calibration: np.ndarray | None, **_) -> bytes:
+    import tensorflow as tf
+
+    settings = variant.converter
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if settings.optimize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if settings.float16_weights:
+        converter.target_spec.supported_types = [tf.float16]
+    if settings.calibrate:
+        samples = _model_input(model, calibration)
+
+        def representative_dataset():
+            for image in samples:
+                yield [image[None]]
+
+        converter.representative_dataset = representative_dataset
+    if settings.builtin_ops == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif settings.builtin_ops == "int16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    if settings.io_type == "int8":
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    # Keras's export prints "Saved artifact at …" on stdout; the CLI's stdout is for results.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def calibration_sample(images: np.ndarray, count: int = DEFAULT_CALIBRATION, seed: int = 0) -> np.ndarray:
+    """A seeded sample of training images to calibrate activation ranges on."""
+    if count < 1:
+        raise ValueError(f"calibration needs at least 1 image, got {count}")
+    count = min(count, len(images))
+    return images[np.random.default_rng(seed).choice(len(images), size=count, replace=False)]
+
+
+def convert(model, variant_name: str, calibration: np.ndarray | None = None, **context) -> ConversionResult:
+    """Build one variant of the model; returns its .tflite bytes (saving them is the caller's job).
+
+    ``context`` carries what some methods need beyond the model (the float32 .tflite for the
+    LiteRT Quantizer, the dataset for quantization-aware training).
+    """
+    variant = registry.get(variant_name)
+    if variant.needs_calibration and (calibration is None or len(calibration) == 0):
+        raise ValueError(f"{variant_name} needs calibration images")
+    build = BUILDERS.get(variant.method)
+    if build is None:
+        raise ConversionError(f"{variant_name}: no builder for method {variant.method!r}")
+    start = time.perf_counter()
+    try:
+        data = build(model, variant, calibration, **context)
+    except (ValueError, ConversionError):
+        raise
+    except Exception as error:  # the converter raises a zoo of types; the caller needs one
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConversionError(f"{variant_name}: conversion failed ({first})") from error
+    return ConversionResult(variant_name, bytes(data), time.perf_counter() - start)
+
+
+def convert_all(model, names: list[str], calibration: np.ndarray | None = None, progress: ProgressFn = ignore,
+                **context) -> dict[str, ConversionResult]:  # fmt: skip
+    results: dict[str, ConversionResult] = {}
+    # float32 first: the LiteRT Quantizer recipes start from it.
+    ordered = sorted(names, key=lambda name: name != registry.REFERENCE)
+    for index, name in enumerate(ordered):
+        progress(Progress("convert", index / len(ordered), f"converting {name}"))
+        if registry.REFERENCE in results:
+            context.setdefault("float_tflite", results[registry.REFERENCE].tflite)
+        results[name] = convert(model, name, calibration, **context)
+        progress(Progress("convert", (index + 1) / len(ordered), f"{name}: {results[name].size_bytes:,} bytes"))
+    return {name: results[name] for name in names}

@@ -1,0 +1,330 @@
+"""Datasets: MNIST and Fashion-MNIST (downloaded and cached), local IDX/npz files, and an offline
+digit set that ships inside scikit-learn.
+
+A :class:`Dataset` holds images as N×28×28 float32 in [0, 1] and integer labels. Nothing here
+imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.images import mnist_style
+
+DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+
+class DatasetError(ValueError):
+    """A dataset could not be loaded; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    name: str
+    x_train: np.ndarray  # N×28×28 float32 in [0, 1]
+    y_train: np.ndarray  # N int64
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str  # one line: where the images came from
+
+    @property
+    def train_size(self) -> int:
+        return len(self.y_train)
+
+    @property
+    def test_size(self) -> int:
+        return len(self.y_test)
+
+    def summary(self) -> dict:
+        return {"name": self.name, "source": self.source, "train_size": self.train_size, "test_size": self.test_size}
+
+
+@dataclass(frozen=True)
+class RemoteSource:
+    """A dataset on the web, as keras.datasets downloads it."""
+
+    name: str
+    files: tuple[tuple[str, str], ...]  # (file name, "sha256:…" or "md5:…")
+    origin: str
+    cache_subdir: str
+    class_names: tuple[str, ...]
+    credit: str
+
+
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+REMOTE_SOURCES = {
+    "mnist": RemoteSource(
+        name="mnist",
+        files=(("mnist.npz", "sha256:731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),),
+        origin=KERAS_ORIGIN,
+        cache_subdir="datasets",
+        class_names=DIGIT_CLASSES,
+        credit="MNIST (LeCun, Cortes, Burges; CC BY-SA 3.0)",
+    ),
+    "fashion-mnist": RemoteSource(
+        name="fashion-mnist",
+        # The checksums Zalando publishes for the four files.
+        files=(
+            ("train-images-idx3-ubyte.gz", "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+            ("train-labels-idx1-ubyte.gz", "md5:25c81989df183df01b3e8a0aad5dffbe"),
+            ("t10k-images-idx3-ubyte.gz", "md5:bef4ecab320f06d8554ea6380940ec79"),
+            ("t10k-labels-idx1-ubyte.gz", "md5:bb300cfdad3c16e7a12a480ee83cd310"),
+        ),
+        origin=KERAS_ORIGIN,
+        cache_subdir=os.path.join("datasets", "fashion-mnist"),
+        class_names=FASHION_CLASSES,
+        credit="Fashion-MNIST (Zalando Research; MIT)",
+    ),
+}
+OFFLINE = "digits"
+DATASET_NAMES = ("mnist", "fashion-mnist", OFFLINE)
+
+ProgressFn = Callable[[str, int, int], None]  # (file name, bytes done, bytes total or 0)
+
+
+def keras_cache_dir() -> Path:
+    """Where keras.utils.get_file caches downloads: $KERAS_HOME, else ~/.keras."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_matches(path: Path, checksum: str) -> bool:
+    algorithm, _, expected = checksum.partition(":")
+    return file_digest(path, algorithm) == expected
+
+
+def download(url: str, target: Path, checksum: str, progress: ProgressFn | None = None, timeout: float = 30) -> Path:
+    """Download url to target (atomically), verifying the checksum; a cached good copy is reused."""
+    if target.exists() and checksum_matches(target, checksum):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while block := response.read(1 << 16):
+                out.write(block)
+                done += len(block)
+                if progress:
+                    progress(target.name, done, total)
+        if not checksum_matches(Path(partial), checksum):
+            raise DatasetError(f"{target.name}: checksum mismatch after download from {url}; the file was discarded")
+        os.replace(partial, target)
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        raise DatasetError(f"{target.name}: could not download from {url} ({getattr(error, 'reason', error)})") from error
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target
+
+
+def fetch(name: str, origin: str | None = None, cache_dir: Path | None = None, progress: ProgressFn | None = None) -> Dataset:
+    """Download (or reuse the cached copy of) MNIST or Fashion-MNIST, as keras.datasets does."""
+    source = REMOTE_SOURCES.get(name)
+    if source is None:
+        raise DatasetError(f"no downloadable dataset named {name!r}; choose from {', '.join(REMOTE_SOURCES)}")
+    base = origin or source.origin
+    folder = (cache_dir or keras_cache_dir()) / source.cache_subdir
+    paths = [download(base.rstrip("/") + "/" + file, folder / file, checksum, progress) for file, checksum in source.files]
+    arrays = load_npz_arrays(paths[0]) if paths[0].suffix == ".npz" else load_idx_arrays(folder)
+    return _dataset(name, arrays, source.class_names, f"{source.credit}, downloaded from {base}, cached in {folder}")
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+        if head == b"\x1f\x8b":
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise DatasetError(f"{path.name}: cannot be read ({error})") from error
+
+
+def parse_idx(data: bytes, file_name: str, images: bool) -> np.ndarray:
+    """Parse one IDX file (images: N×rows×cols uint8; labels: N uint8), checking its header."""
+    expected_magic, ndim = (IDX_IMAGES_MAGIC, 3) if images else (IDX_LABELS_MAGIC, 1)
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(f"{file_name}: too short for an IDX header ({len(data)} bytes)")
+    magic = int.from_bytes(data[0:4], "big")
+    if magic != expected_magic:
+        kind = "images (magic 2051)" if images else "labels (magic 2049)"
+        raise DatasetError(f"{file_name}: magic number {magic} is not IDX {kind}")
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if images and dims[1:] != [28, 28]:
+        raise DatasetError(f"{file_name}: images are {dims[1]}×{dims[2]}, the lab needs 28×28")
+    expected = int(np.prod(dims))
+    if len(data) - header != expected:
+        raise DatasetError(f"{file_name}: header promises {expected} bytes of data for shape {dims}, file has {len(data) - header}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(f"{stem}: not found in {folder} (looked for {stem} and {stem}.gz)")
+
+
+def load_idx_arrays(folder: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, stem in IDX_FILES.items():
+        path = _find_idx(folder, stem)
+        arrays[key] = parse_idx(_read_maybe_gzip(path), path.name, images=key.startswith("x"))
+    return arrays
+
+
+def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in IDX_FILES if key not in archive.files]
+            if missing:
+                raise DatasetError(f"{path.name}: missing arrays {', '.join(missing)} (needs x_train, y_train, x_test, y_test)")
+            return {key: archive[key] for key in IDX_FILES}
+    except DatasetError:
+        raise
+    except Exception as error:  # np.load raises many kinds on a bad archive
+        raise DatasetError(f"{path.name}: not a readable .npz archive ({error})") from error
+
+
+def _images(array: np.ndarray, label: str) -> np.ndarray:
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3 or array.shape[1:] != (28, 28):
+        raise DatasetError(f"{label}: images must be N×28×28, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DatasetError(f"{label}: images must be uint8 or float, got {array.dtype}")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise DatasetError(f"{label}: images contain NaN or infinity")
+    if array.min() < 0 or array.max() > 255:
+        raise DatasetError(f"{label}: float images must lie in [0, 1] or [0, 255]")
+    return array / 255.0 if array.max() > 1.0 else array
+
+
+def _labels(array: np.ndarray, label: str, classes: int) -> np.ndarray:
+    array = np.asarray(array).reshape(-1) if np.asarray(array).ndim == 2 and np.asarray(array).shape[1] == 1 else np.asarray(array)
+    if array.ndim != 1:
+        raise DatasetError(f"{label}: labels must be a 1-D array, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise DatasetError(f"{label}: labels must be integers, got {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() >= classes):
+        raise DatasetError(f"{label}: labels must lie in 0–{classes - 1}, found {array.min()}–{array.max()}")
+    return array.astype(np.int64)
+
+
+def _dataset(name: str, arrays: dict[str, np.ndarray], class_names: tuple[str, ...], source: str) -> Dataset:
+    x_train, x_test = _images(arrays["x_train"], f"{name} x_train"), _images(arrays["x_test"], f"{name} x_test")
+    y_train = _labels(arrays["y_train"], f"{name} y_train", len(class_names))
+    y_test = _labels(arrays["y_test"], f"{name} y_test", len(class_names))
+    for images, labels, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        if len(images) != len(labels):
+            raise DatasetError(f"{name}: {len(images)} {part} images but {len(labels)} {part} labels")
+        if len(images) == 0:
+            raise DatasetError(f"{name}: the {part} set is empty")
+    return Dataset(name, x_train, y_train, x_test, y_test, class_names, source)
+
+
+def load_local(path: str | os.PathLike, class_names: tuple[str, ...] = DIGIT_CLASSES) -> Dataset:
+    """A folder in the IDX layout, or a keras-format .npz (x_train, y_train, x_test, y_test)."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _dataset(path.name, load_idx_arrays(path), class_names, f"IDX files in {path}")
+    return _dataset(path.stem, load_npz_arrays(path), class_names, f"npz archive {path}")
+
+
+def load_offline_digits(seed: int = 0, test_share: float = 0.2) -> Dataset:
+    """scikit-learn's 1,797 handwritten digits (8×8 scans), framed as MNIST frames its digits."""
+    from sklearn.datasets import load_digits  # ships its data: no network needed
+
+    digits = load_digits()
+    images = np.stack([mnist_style(image / 16.0) for image in digits.images]).astype(np.float32)
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    cut = int(round(len(labels) * (1 - test_share)))
+    train, test = order[:cut], order[cut:]
+    return Dataset(
+        OFFLINE, images[train], labels[train], images[test], labels[test], DIGIT_CLASSES,
+        "scikit-learn load_digits (UCI optical digits, 8×8 scans), brought to 28×28 the MNIST way; ships offline",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedDataset:
+    dataset: Dataset
+    notice: str  # empty, or why the dataset is not the one asked for
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None, origin: str | None = None,
+         fallback: bool = True, progress: ProgressFn | None = None) -> LoadedDataset:  # fmt: skip
+    """The dataset the CLI and the app ask for: a local path wins, then a download; offline
+    digits when a download fails and fallback is allowed."""
+    if data_dir:
+        class_names = FASHION_CLASSES if name == "fashion-mnist" else DIGIT_CLASSES
+        return LoadedDataset(load_local(data_dir, class_names), "")
+    if name == OFFLINE:
+        return LoadedDataset(load_offline_digits(), "")
+    try:
+        return LoadedDataset(fetch(name, origin=origin, progress=progress), "")
+    except DatasetError as error:
+        if not fallback:
+            raise
+        return LoadedDataset(
+            load_offline_digits(),
+            f"{name} could not be downloaded ({error}); using the offline digits that ship with scikit-learn instead.",
+        )
+
+
+def save_idx(folder: Path, dataset: Dataset, gz: bool = True) -> None:
+    """Write a dataset in the IDX layout (used by tests and benchmarks to make local copies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"x_train": dataset.x_train, "y_train": dataset.y_train, "x_test": dataset.x_test, "y_test": dataset.y_test}
+    for key, stem in IDX_FILES.items():
+        array = arrays[key]
+        data = np.round(array * 255).astype(np.uint8) if key.startswith("x") else array.astype(np.uint8)
+        magic = IDX_IMAGES_MAGIC if key.startswith("x") else IDX_LABELS_MAGIC
+        header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in data.shape)
+        payload = header + data.tobytes()
+        if gz:
+            with gzip.open(folder / f"{stem}.gz", "wb") as handle:
+                handle.write(payload)
+        else:
+            (folder / stem).write_bytes(payload)

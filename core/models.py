@@ -1,0 +1,228 @@
+"""Keras models: the architecture presets, seeded training, and loading a user's model file.
+
+This module imports TensorFlow/Keras. The Streamlit server never imports it: it reaches these
+functions through ``core.worker``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.datasets import Dataset
+from core.progress import Progress, ProgressFn, ignore
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str
+    description: str
+
+
+PRESETS = {
+    "seed": Preset("seed", "Seed CNN", "Conv2D 12×3×3 → MaxPool 2×2 → Dense 10, as in the TensorFlow post-training quantization tutorial"),
+    "wide": Preset("wide", "Wider CNN", "Conv2D 32 → MaxPool → Conv2D 64 → MaxPool → Dropout → Dense 10: more accurate, ~10× the weights"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "seed"
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown architecture {self.preset!r}; choose from {', '.join(PRESETS)}")
+        if not 0 <= self.epochs <= 100:
+            raise ValueError(f"epochs must lie in 0–100, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+class ModelFileError(ValueError):
+    """A model file the lab cannot use; the message says why."""
+
+
+def build(preset: str = "seed", num_classes: int = 10):
+    import keras
+
+    layers = keras.layers
+    if preset == "seed":
+        body = [
+            layers.Reshape((28, 28, 1)),
+            layers.Conv2D(12, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dense(num_classes),
+        ]
+    elif preset == "wide":
+        body = [
+            layers.Reshape((28, 28, 1)),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dropout(0.25),
+            layers.Dense(num_classes),
+        ]
+    else:
+        raise ValueError(f"unknown architecture {preset!r}; choose from {', '.join(PRESETS)}")
+    return keras.Sequential([keras.Input(shape=(28, 28)), *body], name=preset)
+
+
+def compile_model(model, learning_rate: float = 1e-3) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    history: tuple[dict, ...]  # one {"epoch", "loss", "accuracy"} per epoch
+    test_accuracy: float
+    seconds: float
+
+
+def _progress_callback(progress: ProgressFn, epochs: int, steps: int):
+    import keras
+
+    class Report(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.history: list[dict] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            # Every batch would flood a pipe; ~50 reports per epoch is smooth enough to watch.
+            if batch % max(1, steps // 50) == 0 or batch == steps - 1:
+                logs = logs or {}
+                done = (self.epoch * steps + batch + 1) / (epochs * steps)
+                progress(Progress("train", done, f"epoch {self.epoch + 1}/{epochs}, batch {batch + 1}/{steps}",
+                                  {"epoch": self.epoch + 1, "batch": batch + 1, "loss": float(logs.get("loss", np.nan))}))  # fmt: skip
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            entry = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "accuracy": float(logs.get("accuracy", np.nan))}
+            self.history.append(entry)
+            progress(Progress("train", (epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} done", {"epoch_end": True, **entry}))
+
+    return Report()
+
+
+def train(model, dataset: Dataset, config: TrainConfig, progress: ProgressFn = ignore) -> TrainResult:
+    """Fit a compiled or fresh model on the dataset (seeded), then score it on the test set."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    if model.optimizer is None or not getattr(model, "compiled", True):
+        compile_model(model, config.learning_rate)
+    start = time.perf_counter()
+    steps = int(np.ceil(dataset.train_size / config.batch_size))
+    report = _progress_callback(progress, max(config.epochs, 1), steps)
+    if config.epochs:
+        model.fit(dataset.x_train, dataset.y_train, epochs=config.epochs, batch_size=config.batch_size,
+                  verbose=0, callbacks=[report])  # fmt: skip
+    seconds = time.perf_counter() - start
+    return TrainResult(tuple(report.history), keras_accuracy(model, dataset.x_test, dataset.y_test), seconds)
+
+
+def keras_accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
+    logits = model.predict(adapt_to_input(model, images), batch_size=512, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def adapt_to_input(model, images: np.ndarray) -> np.ndarray:
+    """N×28×28 images -> N×28×28×1 when the model wants a channel axis."""
+    rank = len(model.inputs[0].shape)
+    return images[..., None] if rank == 4 and images.ndim == 3 else images
+
+
+def train_new(dataset: Dataset, config: TrainConfig, progress: ProgressFn = ignore):
+    model = build(config.preset, len(dataset.class_names))
+    compile_model(model, config.learning_rate)
+    return model, train(model, dataset, config, progress)
+
+
+def to_bytes(model) -> bytes:
+    """The model as the bytes of a .keras file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.keras")
+        model.save(path)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def from_bytes(data: bytes, file_name: str = "model.keras"):
+    """Load a user's .keras or .h5 from bytes, in safe mode (no arbitrary code)."""
+    import keras
+
+    suffix = os.path.splitext(file_name)[1].lower()
+    if suffix not in (".keras", ".h5"):
+        raise ModelFileError(f"{file_name}: expected a .keras or .h5 Keras model")
+    if suffix == ".keras" and not data.startswith(b"PK"):
+        raise ModelFileError(f"{file_name}: not a .keras file (a .keras file is a zip archive)")
+    if suffix == ".h5" and not data.startswith(b"\x89HDF\r\n\x1a\n"):
+        raise ModelFileError(f"{file_name}: not an HDF5 (.h5) file")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model" + suffix)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        try:
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
+        except ValueError as error:
+            text = str(error)
+            if "Lambda" in text or "safe_mode" in text or "unsafe" in text:
+                raise ModelFileError(f"{file_name}: it contains a Lambda layer (arbitrary Python code), which the lab refuses to load") from error
+            raise ModelFileError(f"{file_name}: Keras cannot load it ({text.splitlines()[0] if text else type(error).__name__})") from error
+        except (OSError, zipfile.BadZipFile, KeyError, TypeError, AttributeError) as error:
+            raise ModelFileError(f"{file_name}: Keras cannot load it ({error})") from error
+    check_classifier(model, file_name)
+    return model
+
+
+def check_classifier(model, file_name: str = "model") -> None:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelFileError(f"{file_name}: the lab needs one input and one output, the model has {len(model.inputs)} and {len(model.outputs)}")
+    shape = tuple(model.inputs[0].shape)
+    ok_rank3 = len(shape) == 3 and all(d in (None, 28) for d in shape[1:])
+    ok_rank4 = len(shape) == 4 and all(d in (None, 28) for d in shape[1:3]) and shape[3] in (None, 1)
+    if not (ok_rank3 or ok_rank4):
+        raise ModelFileError(f"{file_name}: input shape {shape} does not take 28×28 grey images")
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    architecture: str
+    parameters: int
+    layers: tuple[tuple[str, str, str, int], ...]  # (name, type, output shape, parameters)
+    input_shape: tuple
+
+
+def summarize(model, architecture: str = "") -> ModelSummary:
+    layers = []
+    for layer in model.layers:
+        try:
+            shape = str(tuple(layer.output.shape))
+        except (AttributeError, ValueError):
+            shape = "?"
+        layers.append((layer.name, type(layer).__name__, shape, int(layer.count_params())))
+    return ModelSummary(model.name, architecture or model.name, int(model.count_params()), tuple(layers),
+                        tuple(model.inputs[0].shape))  # fmt: skip

@@ -1,0 +1,108 @@
+"""The whole comparison in one call, as ``python -m core run`` performs it (in process).
+
+load data -> train (or load) a Keras model -> convert the chosen variants -> evaluate them on the
+test set -> time them -> a report dict. The app runs the same steps page by page.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from core import variants as registry
+from core.compare import VariantMeasurement, measure_variants
+from core.convert import DEFAULT_CALIBRATION, calibration_sample
+from core.datasets import OFFLINE, load
+from core.latency import DEFAULT_RUNS
+from core.progress import Progress, ProgressFn, ignore
+from core.report import build_report, environment
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    origin: str | None = None
+    model_path: str | None = None
+    preset: str = "seed"
+    epochs: int = 1
+    variants: tuple[str, ...] = registry.POST_TRAINING
+    threads: int = 1
+    calibration: int = DEFAULT_CALIBRATION
+    runs: int = DEFAULT_RUNS
+    seed: int = 0
+    keras_latency: bool = True
+    extra: dict = field(default_factory=dict)  # method-specific options (e.g. QAT epochs)
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    report: dict
+    notice: str
+    keras_model_bytes: bytes
+    tflites: dict[str, bytes]
+    measurements: dict[str, VariantMeasurement]
+
+
+def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from core import convert as converter
+    from core import models
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    progress(Progress("load", 0.0, f"loading {config.data_dir or config.dataset}"))
+    loaded = load(config.dataset, config.data_dir, origin=config.origin)
+    dataset = loaded.dataset
+    timings["load"] = time.perf_counter() - start
+
+    mark = time.perf_counter()
+    import keras
+    import tensorflow as tf
+
+    if config.model_path:
+        progress(Progress("train", 0.0, f"loading {config.model_path}"))
+        with open(config.model_path, "rb") as handle:
+            model = models.from_bytes(handle.read(), os.path.basename(config.model_path))
+        architecture, epochs = os.path.basename(config.model_path), 0
+    else:
+        model, _ = models.train_new(dataset, models.TrainConfig(config.preset, config.epochs, seed=config.seed), progress)
+        architecture, epochs = config.preset, config.epochs
+    keras_accuracy = models.keras_accuracy(model, dataset.x_test, dataset.y_test)
+    timings["train"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    calibration = calibration_sample(dataset.x_train, config.calibration, config.seed)
+    conversions = converter.convert_all(model, list(config.variants), calibration, progress, dataset=dataset, **config.extra)
+    timings["convert"] = time.perf_counter() - mark
+
+    tflites = {name: result.tflite for name, result in conversions.items()}
+    measurements = measure_variants(tflites, dataset, threads=config.threads, runs=config.runs,
+                                    convert_seconds={n: r.seconds for n, r in conversions.items()}, progress=progress)  # fmt: skip
+    timings["evaluate"] = sum(m.evaluation.seconds for m in measurements.values())
+    timings["benchmark"] = sum(m.latency.samples_us.sum() / 1e6 for m in measurements.values())
+
+    keras_us = None
+    if config.keras_latency:
+        mark = time.perf_counter()
+        progress(Progress("benchmark", 1.0, "timing Keras model.predict and model(x) on one image"))
+        from core.latency import keras_latency
+
+        keras_us = {key: value.percentiles() for key, value in keras_latency(model, dataset.x_test[0]).items()}
+        timings["benchmark"] += time.perf_counter() - mark
+    timings["total"] = time.perf_counter() - start
+
+    report = build_report(
+        dataset={**dataset.summary(), "offline_fallback": bool(loaded.notice)},
+        model={"architecture": architecture, "epochs": epochs, "parameters": int(model.count_params()),
+               "keras_accuracy": round(keras_accuracy, 6)},  # fmt: skip
+        measurements=measurements,
+        timings_s=timings,
+        env=environment(config.threads, tensorflow=tf.__version__) | {"keras": keras.__version__},
+        keras_latency_us=keras_us,
+    )
+    return RunResult(report, loaded.notice, models.to_bytes(model), tflites, measurements)
+
+
+__all__ = ["RunConfig", "RunResult", "run", "OFFLINE", "DEFAULT_RUNS"]

@@ -1,0 +1,213 @@
+"""The one boundary to the LiteRT interpreter (``ai_edge_litert``). Nothing else in the lab touches
+interpreter details.
+
+:class:`LiteModel` takes images as the lab holds them (N×28×28 float32 in [0, 1]) and returns
+float logits, whatever the model wants inside:
+
+* quantized input/output (int8, uint8, int16): inputs are quantized and outputs dequantized with
+  each tensor's scale and zero point;
+* unknown dimensions (``shape_signature`` with -1 for batch, height or width): the shape is filled
+  in from the data, so nobody sets input shapes by hand;
+* a channel axis (N×28×28×1) or a flat input (N×784) is added to match the model's rank;
+* thread count and XNNPACK (the default CPU delegate) on or off.
+
+This module never imports TensorFlow. A LiteRT interpreter is not thread-safe: give each
+Streamlit session (each thread) its own LiteModel.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+INTEGER_TYPES = (np.int8, np.uint8, np.int16)
+
+
+class RuntimeModelError(ValueError):
+    """The .tflite cannot be run by the lab; the message says why."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    dtype: str
+    scale: float  # 0.0 when the tensor is not quantized
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0
+
+    @classmethod
+    def from_details(cls, details: dict) -> TensorInfo:
+        params = details.get("quantization_parameters") or {}
+        scales = np.asarray(params.get("scales", []), dtype=np.float64)
+        zeros = np.asarray(params.get("zero_points", []), dtype=np.int64)
+        scale, zero = details.get("quantization", (0.0, 0))
+        if scales.size == 1:
+            scale, zero = float(scales[0]), int(zeros[0]) if zeros.size else 0
+        return cls(
+            name=details["name"],
+            index=int(details["index"]),
+            shape=tuple(int(d) for d in details["shape"]),
+            shape_signature=tuple(int(d) for d in details.get("shape_signature", details["shape"])),
+            dtype=np.dtype(details["dtype"]).name,
+            scale=float(scale),
+            zero_point=int(zero),
+        )
+
+
+def quantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
+    dtype = np.dtype(info.dtype)
+    if not info.quantized or dtype.kind == "f":
+        return values.astype(dtype)
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(values / info.scale) + info.zero_point, limits.min, limits.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
+    if info.quantized and np.dtype(info.dtype) in INTEGER_TYPES:
+        return (values.astype(np.float32) - info.zero_point) * np.float32(info.scale)
+    return values.astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class LiteModel:
+    """A .tflite classifier ready to run on the lab's images."""
+
+    def __init__(self, tflite: bytes, threads: int = 1, xnnpack: bool = True, preserve_all_tensors: bool = False):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        if preserve_all_tensors:
+            # Intermediate tensors are only kept when no delegate rewrites the graph.
+            resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interpreter = Interpreter(
+                model_content=bytes(tflite),
+                num_threads=threads,
+                experimental_op_resolver_type=resolver,
+                experimental_preserve_all_tensors=preserve_all_tensors,
+            )
+        except (ValueError, RuntimeError) as error:
+            raise RuntimeModelError(f"LiteRT cannot load this model ({str(error).strip().splitlines()[0]})") from error
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RuntimeModelError(f"the lab runs models with one input and one output; this one has {len(inputs)} and {len(outputs)}")
+        self.threads, self.xnnpack = threads, xnnpack
+        self.input = TensorInfo.from_details(inputs[0])
+        self.output = TensorInfo.from_details(outputs[0])
+        self._allocated: tuple[int, ...] | None = None
+
+    # -- shapes ---------------------------------------------------------------------------------
+    def _shape_for(self, images: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Reshape N×28×28 images to the model's rank; return them and the input shape to use."""
+        signature = self.input.shape_signature
+        rank = len(signature)
+        if rank == 4:
+            images = images[..., None] if images.ndim == 3 else images
+        elif rank == 2:
+            images = images.reshape(len(images), -1)
+        elif rank != 3:
+            raise RuntimeModelError(f"input of rank {rank} ({signature}) does not take images")
+        shape = images.shape
+        for axis, (want, have) in enumerate(zip(signature, shape)):
+            if axis > 0 and want not in (-1, have):
+                raise RuntimeModelError(f"the model's input is {signature}, the images are {shape}")
+        return images, shape
+
+    def _ensure_shape(self, shape: tuple[int, ...]) -> None:
+        if self._allocated == shape:
+            return
+        if tuple(self.input.shape) != shape or self._allocated is None:
+            self.interpreter.resize_tensor_input(self.input.index, list(shape), strict=False)
+        self.interpreter.allocate_tensors()
+        self._allocated = shape
+
+    # -- running ----------------------------------------------------------------------------------
+    def set_input(self, images: np.ndarray) -> None:
+        """Quantize and place a batch (resizing the interpreter when the batch size changes)."""
+        images, shape = self._shape_for(np.asarray(images, dtype=np.float32))
+        self._ensure_shape(shape)
+        self.interpreter.set_tensor(self.input.index, quantize(images, self.input))
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def output_logits(self) -> np.ndarray:
+        return dequantize(self.interpreter.get_tensor(self.output.index), self.output)
+
+    def predict_logits(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+        """Float logits (or probabilities, if the model ends in softmax) for N images."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 2:
+            images = images[None]
+        parts = []
+        for start in range(0, len(images), batch_size):
+            self.set_input(images[start : start + batch_size])
+            self.invoke()
+            parts.append(self.output_logits().reshape(len(images[start : start + batch_size]), -1))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+    def predict_probabilities(self, images: np.ndarray) -> np.ndarray:
+        scores = self.predict_logits(images)
+        looks_like_probabilities = np.all(scores >= 0) and np.allclose(scores.sum(axis=-1), 1.0, atol=2e-2)
+        return scores if looks_like_probabilities else softmax(scores)
+
+    # -- inspection of a run --------------------------------------------------------------------------
+    def tensor_details(self) -> list[dict]:
+        return self.interpreter.get_tensor_details()
+
+    def tensor(self, index: int) -> np.ndarray:
+        return self.interpreter.get_tensor(index)
+
+    def ops(self) -> list[dict]:
+        return self.interpreter._get_ops_details()  # the only way LiteRT exposes the op graph
+
+
+def probe(tflite: bytes, timeout: float = 60) -> None:
+    """Load and run an untrusted .tflite once in a child process, so that a malformed file that
+    crashes the interpreter's C++ code cannot take the caller down. Raises RuntimeModelError."""
+    from core.inspect import validate_flatbuffer
+
+    validate_flatbuffer(tflite)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "core.runtime"], input=tflite, capture_output=True, timeout=timeout, env=env,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as error:
+        raise RuntimeModelError(f"LiteRT did not finish loading the model in {timeout:.0f} s") from error
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        why = lines[-1] if result.returncode > 0 and lines else f"the interpreter crashed (signal {-result.returncode})"
+        raise RuntimeModelError(f"LiteRT cannot run this model: {why}")
+
+
+def _probe_main() -> int:
+    data = sys.stdin.buffer.read()
+    try:
+        model = LiteModel(data)
+        model.predict_logits(np.zeros((1, 28, 28), np.float32))
+    except Exception as error:  # reported to the parent as one line
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_probe_main())
