@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--calibration", type=int, default=200, help="representative images for int8/int16x8")
     run.add_argument("--runs", type=int, default=1000, help="timed single-image invokes per variant")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--no-keras-latency", action="store_true", help="skip timing Keras predict/call")
+    run.add_argument("--keras-latency", action="store_true",
+                     help="also time Keras model.predict and model(x) on one image (~1 s more)")  # fmt: skip
     run.add_argument("--json", dest="json_path", help="write the JSON report here")
     run.add_argument("--save-dir", help="write the Keras model and every .tflite here")
     inspect = commands.add_parser("inspect", help="describe a .tflite (or .keras/.h5) file")
@@ -90,7 +91,7 @@ def _run(args) -> int:
     config = RunConfig(dataset=args.dataset, data_dir=args.data_dir, origin=args.origin, model_path=args.model,
                        preset=args.architecture, epochs=args.epochs, variants=names, threads=args.threads,
                        calibration=args.calibration, runs=args.runs, seed=args.seed,
-                       keras_latency=not args.no_keras_latency)  # fmt: skip
+                       keras_latency=args.keras_latency)  # fmt: skip
     result = run(config, ProgressPrinter())
     if result.notice:
         print(f"notice: {result.notice}", file=sys.stderr)
@@ -146,7 +147,7 @@ def _inspect_keras(data: bytes, name: str, as_json: bool) -> int:
     summary = result["summary"]
     if as_json:
         print(json.dumps({"name": summary.name, "parameters": summary.parameters, "input_shape": list(summary.input_shape),
-                          "layers": [dict(zip(("name", "type", "output_shape", "parameters"), layer)) for layer in summary.layers]},
+                          "layers": [dict(zip(("name", "type", "output_shape", "parameters"), layer, strict=False)) for layer in summary.layers]},
                          indent=2))  # fmt: skip
     else:
         print(f"{summary.name}: {summary.parameters:,} parameters, input {summary.input_shape}")

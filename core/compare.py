@@ -5,14 +5,17 @@ Works on .tflite bytes alone (no TensorFlow), so the CLI and the Streamlit serve
 
 from __future__ import annotations
 
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
 
 from core import variants as registry
 from core.datasets import Dataset
-from core.evaluate import EvaluationResult, evaluate
-from core.latency import DEFAULT_RUNS, LatencyStats, invoke_latency
+from core.evaluate import EvaluationResult, score
+from core.latency import DEFAULT_RUNS, LatencyStats, batch_throughput, invoke_latency
 from core.progress import Progress, ProgressFn, ignore
 from core.runtime import LiteModel
 
@@ -23,6 +26,7 @@ class VariantMeasurement:
     size_bytes: int
     evaluation: EvaluationResult
     latency: LatencyStats
+    throughput_ips: float  # batched, measured alone after the evaluation
     convert_s: float = float("nan")
 
     @property
@@ -38,30 +42,83 @@ def reference_first(names) -> list[str]:
     return sorted(names, key=lambda name: name != registry.REFERENCE)
 
 
+def _chunk_probabilities(tflite: bytes, images: np.ndarray, threads: int, xnnpack: bool) -> tuple[np.ndarray, float]:
+    model = LiteModel(tflite, threads=threads, xnnpack=xnnpack)
+    start = time.perf_counter()
+    probabilities = model.predict_probabilities(images)
+    return probabilities, time.perf_counter() - start
+
+
+class ParallelEvaluation:
+    """Evaluates variants on the test set as they arrive, on a pool of threads (one per core).
+
+    The test set is cut into chunks that run on their own interpreters in parallel (LiteRT releases
+    the GIL while it computes), so evaluation can overlap the conversion of the next variant. A
+    variant's ``seconds`` is the sum of its chunks' times, the busy time of one interpreter, so its
+    throughput stays honest.
+    """
+
+    def __init__(self, dataset: Dataset, threads: int = 1, xnnpack: bool = True, workers: int | None = None,
+                 chunk_size: int = 1000):  # fmt: skip
+        self.dataset, self.threads, self.xnnpack = dataset, threads, xnnpack
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 1))
+        self.chunks = [np.arange(start, min(start + chunk_size, dataset.test_size)) for start in range(0, dataset.test_size, chunk_size)]
+        self.futures: dict[str, list[Future]] = {}
+
+    def submit(self, name: str, tflite: bytes) -> None:
+        self.futures[name] = [
+            self.pool.submit(_chunk_probabilities, tflite, self.dataset.x_test[chunk], self.threads, self.xnnpack)
+            for chunk in self.chunks
+        ]
+
+    def results(self, progress: ProgressFn = ignore) -> dict[str, EvaluationResult]:
+        """Wait for every submitted variant; agreement is against float32 (else the first)."""
+        total = sum(len(parts) for parts in self.futures.values())
+        for done, _ in enumerate(as_completed([f for parts in self.futures.values() for f in parts]), start=1):
+            progress(Progress("evaluate", done / total, f"evaluated {done}/{total} parts of {self.dataset.test_size:,} images × {len(self.futures)} variants"))
+        self.pool.shutdown()
+        results: dict[str, EvaluationResult] = {}
+        reference = None
+        for name in reference_first(self.futures):
+            parts = [future.result() for future in self.futures[name]]
+            probabilities = np.concatenate([part[0] for part in parts])
+            predictions = probabilities.argmax(axis=-1)
+            results[name] = score(predictions, self.dataset.y_test, len(self.dataset.class_names), reference,
+                                  probabilities, sum(part[1] for part in parts))  # fmt: skip
+            reference = predictions if reference is None else reference
+        return {name: results[name] for name in self.futures}
+
+
+def evaluate_variants(tflites: dict[str, bytes], dataset: Dataset, threads: int = 1, xnnpack: bool = True,
+                      progress: ProgressFn = ignore) -> dict[str, EvaluationResult]:  # fmt: skip
+    evaluation = ParallelEvaluation(dataset, threads, xnnpack)
+    for name in tflites:
+        evaluation.submit(name, tflites[name])
+    return evaluation.results(progress)
+
+
+def time_variants(tflites: dict[str, bytes], evaluations: dict[str, EvaluationResult], throughput_images: np.ndarray, threads: int = 1,
+                  xnnpack: bool = True, runs: int = DEFAULT_RUNS, convert_seconds: dict[str, float] | None = None,
+                  progress: ProgressFn = ignore) -> dict[str, VariantMeasurement]:  # fmt: skip
+    """Time each variant alone, one at a time, with nothing else running: a single-image invoke
+    (``runs`` times after warm-up) and batched throughput over ``throughput_images``."""
+    results: dict[str, VariantMeasurement] = {}
+    for index, name in enumerate(tflites):
+        progress(Progress("benchmark", index / len(tflites), f"timing {name}: {runs:,} single-image invokes"))
+        latency = invoke_latency(LiteModel(tflites[name], threads=threads, xnnpack=xnnpack), throughput_images[0], name, runs=runs)
+        throughput = batch_throughput(LiteModel(tflites[name], threads=threads, xnnpack=xnnpack), throughput_images, seconds=0.05)
+        results[name] = VariantMeasurement(name, len(tflites[name]), evaluations[name], latency, throughput,
+                                           (convert_seconds or {}).get(name, float("nan")))  # fmt: skip
+    progress(Progress("benchmark", 1.0, "measured"))
+    return results
+
+
 def measure_variants(tflites: dict[str, bytes], dataset: Dataset, threads: int = 1, xnnpack: bool = True,
                      runs: int = DEFAULT_RUNS, convert_seconds: dict[str, float] | None = None,
                      progress: ProgressFn = ignore) -> dict[str, VariantMeasurement]:  # fmt: skip
-    """Evaluate every variant on the test set and time a single-image invoke of each.
-
-    Agreement is measured against float32 when it is among the variants, else against the first.
-    """
-    order = reference_first(tflites)
-    results: dict[str, VariantMeasurement] = {}
-    reference = None
-    probe_image = dataset.x_test[0]
-    for index, name in enumerate(order):
-        progress(Progress("evaluate", index / len(order), f"evaluating {name} on {dataset.test_size:,} images"))
-        model = LiteModel(tflites[name], threads=threads, xnnpack=xnnpack)
-        evaluation = evaluate(model, dataset.x_test, dataset.y_test, len(dataset.class_names), reference)
-        if reference is None:
-            reference = evaluation.predictions
-        progress(Progress("benchmark", index / len(order), f"timing {name}: {runs:,} single-image invokes"))
-        single = LiteModel(tflites[name], threads=threads, xnnpack=xnnpack)
-        latency = invoke_latency(single, probe_image, name, runs=runs)
-        results[name] = VariantMeasurement(name, len(tflites[name]), evaluation, latency,
-                                           (convert_seconds or {}).get(name, float("nan")))  # fmt: skip
-    progress(Progress("benchmark", 1.0, "measured"))
-    return {name: results[name] for name in tflites}
+    """Evaluate every variant on the test set, then time a single-image invoke of each."""
+    evaluations = evaluate_variants(tflites, dataset, threads, xnnpack, progress)
+    return time_variants(tflites, evaluations, dataset.x_test[:256], threads, xnnpack, runs, convert_seconds, progress)
 
 
 def size_ratio(measurements: dict[str, VariantMeasurement], name: str) -> float:

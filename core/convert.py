@@ -117,14 +117,21 @@ def convert(model, variant_name: str, calibration: np.ndarray | None = None, **c
 
 
 def convert_all(model, names: list[str], calibration: np.ndarray | None = None, progress: ProgressFn = ignore,
-                **context) -> dict[str, ConversionResult]:  # fmt: skip
+                on_converted: Callable[[ConversionResult], None] | None = None, **context) -> dict[str, ConversionResult]:  # fmt: skip
+    """Build several variants; ``on_converted`` sees each result as soon as it exists."""
     results: dict[str, ConversionResult] = {}
-    # float32 first: the LiteRT Quantizer recipes start from it.
-    ordered = sorted(names, key=lambda name: name != registry.REFERENCE)
+    # The costliest to run first, so that a caller evaluating each result as it comes overlaps the
+    # long evaluations with the other conversions; variants built from the float32 .tflite (the
+    # LiteRT Quantizer recipes) after it.
+    ordered = sorted(names, key=lambda name: (registry.get(name).method == registry.METHOD_LITERT_QUANTIZER,
+                                              name != registry.REFERENCE and registry.get(name).run_cost <= 1,
+                                              -registry.get(name).run_cost))  # fmt: skip
     for index, name in enumerate(ordered):
         progress(Progress("convert", index / len(ordered), f"converting {name}"))
         if registry.REFERENCE in results:
             context.setdefault("float_tflite", results[registry.REFERENCE].tflite)
         results[name] = convert(model, name, calibration, **context)
+        if on_converted:
+            on_converted(results[name])
         progress(Progress("convert", (index + 1) / len(ordered), f"{name}: {results[name].size_bytes:,} bytes"))
     return {name: results[name] for name in names}

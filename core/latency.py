@@ -63,7 +63,8 @@ def invoke_latency(model: LiteModel, image: np.ndarray, label: str = "", runs: i
 
 
 def batch_throughput(model: LiteModel, images: np.ndarray, seconds: float = 0.5) -> float:
-    """Images per second when the interpreter runs whole batches (repeated for at least `seconds`)."""
+    """Images per second when the interpreter runs whole batches (passes repeated for at least
+    ``seconds``; one pass at the least)."""
     model.predict_logits(images[:64])  # warm-up and allocation
     done, start = 0, time.perf_counter()
     while True:
@@ -74,12 +75,12 @@ def batch_throughput(model: LiteModel, images: np.ndarray, seconds: float = 0.5)
             return done / elapsed
 
 
-def keras_latency(model, image: np.ndarray, predict_runs: int = 20, call_runs: int = 100) -> dict[str, LatencyStats]:
+def keras_latency(model, image: np.ndarray, predict_runs: int = 7, call_runs: int = 30) -> dict[str, LatencyStats]:
     """``model.predict(x)`` and ``model(x)`` on one image (model is a Keras model; imports nothing)."""
     from core.models import adapt_to_input
 
     batch = adapt_to_input(model, np.asarray(image, np.float32).reshape(1, 28, 28))
     return {
-        "keras_predict": stats("keras model.predict", time_calls(lambda: model.predict(batch, verbose=0), predict_runs, 3)),
-        "keras_call": stats("keras model(x)", time_calls(lambda: model(batch, training=False), call_runs, 5)),
+        "keras_predict": stats("keras model.predict", time_calls(lambda: model.predict(batch, verbose=0), predict_runs, 2)),
+        "keras_call": stats("keras model(x)", time_calls(lambda: model(batch, training=False), call_runs, 3)),
     }

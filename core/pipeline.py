@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from core import variants as registry
-from core.compare import VariantMeasurement, measure_variants
+from core.compare import ParallelEvaluation, VariantMeasurement, time_variants
 from core.convert import DEFAULT_CALIBRATION, calibration_sample
 from core.datasets import OFFLINE, load
 from core.latency import DEFAULT_RUNS
@@ -32,7 +32,7 @@ class RunConfig:
     calibration: int = DEFAULT_CALIBRATION
     runs: int = DEFAULT_RUNS
     seed: int = 0
-    keras_latency: bool = True
+    keras_latency: bool = False
     extra: dict = field(default_factory=dict)  # method-specific options (e.g. QAT epochs)
 
 
@@ -74,14 +74,21 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
 
     mark = time.perf_counter()
     calibration = calibration_sample(dataset.x_train, config.calibration, config.seed)
-    conversions = converter.convert_all(model, list(config.variants), calibration, progress, dataset=dataset, **config.extra)
+    # Each variant is evaluated on the other core while the next one converts.
+    evaluation = ParallelEvaluation(dataset, config.threads)
+    conversions = converter.convert_all(model, list(config.variants), calibration, progress,
+                                        on_converted=lambda result: evaluation.submit(result.variant, result.tflite),
+                                        dataset=dataset, **config.extra)  # fmt: skip
     timings["convert"] = time.perf_counter() - mark
 
+    mark = time.perf_counter()
     tflites = {name: result.tflite for name, result in conversions.items()}
-    measurements = measure_variants(tflites, dataset, threads=config.threads, runs=config.runs,
-                                    convert_seconds={n: r.seconds for n, r in conversions.items()}, progress=progress)  # fmt: skip
-    timings["evaluate"] = sum(m.evaluation.seconds for m in measurements.values())
-    timings["benchmark"] = sum(m.latency.samples_us.sum() / 1e6 for m in measurements.values())
+    evaluations = evaluation.results(progress)
+    timings["evaluate"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    measurements = time_variants(tflites, evaluations, dataset.x_test[:256], config.threads, runs=config.runs,
+                                 convert_seconds={n: r.seconds for n, r in conversions.items()}, progress=progress)  # fmt: skip
+    timings["benchmark"] = time.perf_counter() - mark
 
     keras_us = None
     if config.keras_latency:

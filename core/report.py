@@ -24,7 +24,7 @@ def variant_row(measurements: dict[str, VariantMeasurement], name: str, extra: d
         "agreement": _number(m.agreement),
         "flips": int(len(m.evaluation.flips)),
         "latency_us": m.latency.percentiles(),
-        "throughput_ips": _number(m.evaluation.throughput_ips, 1),
+        "throughput_ips": _number(m.throughput_ips, 1),
         "convert_s": _number(m.convert_s, 3),
         "per_class_accuracy": [_number(v, 4) for v in m.evaluation.per_class_accuracy],
         "confusion": m.evaluation.confusion.tolist(),

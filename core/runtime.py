@@ -124,7 +124,7 @@ class LiteModel:
         elif rank != 3:
             raise RuntimeModelError(f"input of rank {rank} ({signature}) does not take images")
         shape = images.shape
-        for axis, (want, have) in enumerate(zip(signature, shape)):
+        for axis, (want, have) in enumerate(zip(signature, shape, strict=False)):
             if axis > 0 and want not in (-1, have):
                 raise RuntimeModelError(f"the model's input is {signature}, the images are {shape}")
         return images, shape

@@ -86,6 +86,17 @@ def keras_latency(model_bytes: bytes, image, progress: ProgressFn) -> dict:
     return {key: stats.percentiles() for key, stats in latency.keras_latency(model, image).items()}
 
 
+@job
+def fail(how: str, progress: ProgressFn) -> None:
+    """Fail on purpose ("raise", "exit" or "abort"): proves that every kind of failure reaches the caller."""
+    progress(Progress("fail", 0.5, f"about to {how}"))
+    if how == "raise":
+        raise ValueError("failing on purpose")
+    if how == "exit":
+        os._exit(3)
+    os.abort()
+
+
 # -- the parent's side ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,59 @@
+"""Shared fixtures: real data, a real model trained once per session, real conversions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_SMALL = ROOT.parent / "shared" / "data" / "mnist-small"
+
+
+def mnist_small_or_skip() -> Path:
+    if not (MNIST_SMALL / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"mnist-small is not at {MNIST_SMALL} (it lives in the project's shared/ folder)")
+    return MNIST_SMALL
+
+
+@pytest.fixture(scope="session")
+def dataset():
+    """mnist-small when the shared folder is there, else the offline digits (both real handwriting)."""
+    from core import datasets
+
+    if (MNIST_SMALL / "train-images-idx3-ubyte.gz").exists():
+        return datasets.load_local(MNIST_SMALL)
+    return datasets.load_offline_digits()
+
+
+@pytest.fixture(scope="session")
+def keras_model(dataset):
+    from core import models
+
+    model, _ = models.train_new(dataset, models.TrainConfig(epochs=1, seed=0))
+    return model
+
+
+@pytest.fixture(scope="session")
+def keras_predictions(keras_model, dataset):
+    from core.models import adapt_to_input
+
+    return np.argmax(keras_model.predict(adapt_to_input(keras_model, dataset.x_test), verbose=0), axis=-1)
+
+
+@pytest.fixture(scope="session")
+def conversions(keras_model, dataset):
+    """Every registered variant, converted once (slow ones are added by their own fixtures)."""
+    from core import convert, variants
+
+    calibration = convert.calibration_sample(dataset.x_train, 200)
+    return convert.convert_all(keras_model, list(variants.POST_TRAINING), calibration)
+
+
+@pytest.fixture(scope="session")
+def tflites(conversions):
+    return {name: result.tflite for name, result in conversions.items()}
