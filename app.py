@@ -1,7 +1,19 @@
-"""TFLite Quantization Lab (placeholder home page until the dashboard lands)."""
+"""TFLite Quantization Lab: the entry point (`streamlit run app.py`). Navigation only."""
 
 import streamlit as st
 
-st.set_page_config(page_title="TFLite Quantization Lab", page_icon="🔬")
-st.title("TFLite Quantization Lab")
-st.write("The engine is in `core/`; run `python -m core run` for the headless comparison.")
+from ui.layout import sidebar_status
+
+st.set_page_config(page_title="TFLite Quantization Lab", page_icon=":material/science:", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
+    st.Page("pages/quantize.py", title="Quantize", icon=":material/compress:", url_path="quantize"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/bar_chart:", url_path="compare"),
+    st.Page("pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+]
+
+page = st.navigation(PAGES)
+page.run()
+sidebar_status()  # after the page, so it shows what the page just did

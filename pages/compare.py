@@ -1,0 +1,152 @@
+"""Compare: size, accuracy, agreement and latency of every converted variant, as charts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import variants as registry
+from core.compare import VariantMeasurement, reference_first
+from core.latency import invoke_latency
+from core.report import build_report, environment, to_csv
+from core.runtime import LiteModel
+from ui import state
+from ui.layout import need_model, need_variants, variant_label
+from ui.resources import dataset_key, evaluate_tflite
+
+st.title("Compare")
+
+
+def evaluations_ui(converted, dataset):
+    names = reference_first(converted)
+    results = {}
+    bar = st.progress(0.0, text="Evaluating on the test set…")
+    for index, name in enumerate(names):
+        bar.progress(index / len(names), text=f"Evaluating {name} on {dataset.test_size:,} test images…")
+        item = converted[name]
+        results[name] = evaluate_tflite(name, item.digest, item.tflite, dataset_key(dataset), dataset)
+    bar.empty()
+    reference = results[names[0]].predictions
+    agreement = {name: float(np.mean(result.predictions == reference)) for name, result in results.items()}
+    return {name: results[name] for name in converted}, agreement, names[0]
+
+
+def latency_ui(converted, dataset) -> dict:
+    left, middle, right = st.columns(3)
+    threads = left.slider("Threads", 1, max(1, os.cpu_count() or 1), value=state.remembered("threads", 1), key="threads",
+                          on_change=state.remember, args=("threads",))  # fmt: skip
+    xnnpack = middle.toggle("XNNPACK delegate", value=state.remembered("xnnpack", True), key="xnnpack", on_change=state.remember,
+                            args=("xnnpack",), help="LiteRT's optimized CPU kernels; off = the built-in kernels only")  # fmt: skip
+    runs = right.select_slider("Timed runs per variant", [200, 500, 1000, 2000], value=state.remembered("runs", 1000), key="runs",
+                               on_change=state.remember, args=("runs",))  # fmt: skip
+    cache = st.session_state.setdefault("lab_latency", {})
+    settings = (threads, xnnpack, runs)
+    if settings not in cache or st.button("Measure again", key="measure"):
+        bar = st.progress(0.0)
+        measured = {}
+        for index, (name, item) in enumerate(converted.items()):
+            bar.progress(index / len(converted), text=f"Timing {name}: {runs:,} single-image invokes after warm-up…")
+            model = LiteModel(item.tflite, threads=threads, xnnpack=xnnpack)
+            measured[name] = invoke_latency(model, dataset.x_test[0], name, runs=runs)
+        bar.empty()
+        cache[settings] = measured
+    return cache[settings]
+
+
+def charts_ui(measurements: dict[str, VariantMeasurement], reference: str) -> None:
+    frame = pd.DataFrame([{
+        "variant": name, "bytes": m.size_bytes, "accuracy": m.accuracy, "agreement": m.agreement,
+        "p50 µs": m.latency.p50_us, "p90 µs": m.latency.p90_us, "p99 µs": m.latency.p99_us,
+        "× float32": m.size_bytes / measurements[reference].size_bytes,
+    } for name, m in measurements.items()])  # fmt: skip
+    st.dataframe(frame, hide_index=True, width="stretch", column_config={
+        "bytes": st.column_config.NumberColumn(format="localized"), "accuracy": st.column_config.NumberColumn(format="%.4f"),
+        "agreement": st.column_config.NumberColumn(format="%.4f"), "× float32": st.column_config.NumberColumn(format="%.2f"),
+        "p50 µs": st.column_config.NumberColumn(format="%.1f"), "p90 µs": st.column_config.NumberColumn(format="%.1f"),
+        "p99 µs": st.column_config.NumberColumn(format="%.1f")})  # fmt: skip
+    left, right = st.columns(2)
+    size = px.bar(frame, x="variant", y="bytes", text="bytes", title="File size")
+    size.update_traces(texttemplate="%{text:,}")
+    left.plotly_chart(size, key="chart_size")
+    low, high = frame["accuracy"].min(), frame["accuracy"].max()
+    pad = max(0.002, (high - low) * 0.5)
+    accuracy = px.bar(frame, x="variant", y="accuracy", text="accuracy", title="Test accuracy (axis zoomed to the differences)")
+    accuracy.update_traces(texttemplate="%{text:.4f}")
+    accuracy.update_yaxes(range=[max(0.0, low - pad), min(1.0, high + pad)], tickformat=".3f")
+    right.plotly_chart(accuracy, key="chart_accuracy")
+    latency = go.Figure()
+    for name, m in measurements.items():
+        latency.add_trace(go.Box(y=m.latency.samples_us, name=name, boxpoints=False))
+    latency.update_layout(title=f"Single-image latency, {len(next(iter(measurements.values())).latency.samples_us):,} runs each (µs, log scale)",
+                          yaxis_type="log", showlegend=False)  # fmt: skip
+    left.plotly_chart(latency, key="chart_latency")
+    scatter = px.scatter(frame, x="bytes", y="accuracy", text="variant", title="Accuracy against size", size_max=12)
+    scatter.update_traces(textposition="top center", marker={"size": 12})
+    right.plotly_chart(scatter, key="chart_tradeoff")
+
+
+def confusion_ui(measurements, dataset) -> None:
+    name = st.selectbox("Variant", list(measurements), format_func=variant_label, key="confusion_variant")
+    matrix = measurements[name].evaluation.confusion
+    figure = px.imshow(matrix, x=list(dataset.class_names), y=list(dataset.class_names), text_auto=True, color_continuous_scale="Blues",
+                       labels={"x": "predicted", "y": "true", "color": "images"}, title=f"Confusion matrix: {name}")  # fmt: skip
+    st.plotly_chart(figure, key="chart_confusion")
+
+
+def flips_ui(measurements, reference: str, dataset) -> None:
+    others = [name for name in measurements if name != reference]
+    if not others:
+        st.caption("Convert a quantized variant to see where it disagrees with float32.")
+        return
+    name = st.selectbox("Quantized variant", others, format_func=variant_label, key="flip_variant")
+    ours, theirs = measurements[reference].evaluation.predictions, measurements[name].evaluation.predictions
+    flips = np.flatnonzero(ours != theirs)
+    st.write(f"**{len(flips)}** of {len(ours):,} test images change their answer between {reference} and {name}.")
+    columns = st.columns(8)
+    for slot, index in enumerate(flips[:32]):
+        truth = dataset.class_names[dataset.y_test[index]]
+        with columns[slot % 8]:
+            st.image((dataset.x_test[index] * 255).astype(np.uint8), width=64)
+            st.caption(f"true {truth}  \n{reference}: {dataset.class_names[ours[index]]}  \n{name}: {dataset.class_names[theirs[index]]}")
+
+
+def export_ui(report: dict) -> None:
+    left, right = st.columns(2)
+    left.download_button("⬇ Comparison as JSON", json.dumps(report, indent=2), file_name="comparison.json", mime="application/json", key="export_json")
+    right.download_button("⬇ Comparison as CSV", to_csv(report), file_name="comparison.csv", mime="text/csv", key="export_csv")
+
+
+model = need_model()
+converted = need_variants() if model is not None else {}
+if model is not None and converted:
+    dataset, choice = state.current_dataset()
+    st.caption(f"On the {dataset.test_size:,} test images of {dataset.name}. Agreement is measured against "
+               f"{registry.REFERENCE if registry.REFERENCE in converted else 'the first variant'}.")  # fmt: skip
+    evaluations, agreement, reference = evaluations_ui(converted, dataset)
+    st.subheader("Latency")
+    latencies = latency_ui(converted, dataset)
+    measurements = {}
+    for name, item in converted.items():
+        evaluation = evaluations[name]
+        flips = np.flatnonzero(evaluation.predictions != evaluations[reference].predictions)
+        evaluation = dataclasses.replace(evaluation, agreement=agreement[name], flips=flips)
+        measurements[name] = VariantMeasurement(name, len(item.tflite), evaluation, latencies[name], float("nan"), item.seconds)
+    st.session_state["lab_compared"] = True
+    st.subheader("Side by side")
+    charts_ui(measurements, reference)
+    st.subheader("Where the answers go")
+    confusion_ui(measurements, dataset)
+    st.subheader("Images whose answer flips")
+    flips_ui(measurements, reference, dataset)
+    st.subheader("Export")
+    threads, xnnpack, _ = next(iter(k for k, v in st.session_state["lab_latency"].items() if v is latencies))
+    report = build_report(dataset.summary(), {"architecture": model.label, "keras_accuracy": model.keras_accuracy},
+                          measurements, {}, environment(threads, xnnpack, tensorflow=None))  # fmt: skip
+    export_ui(report)

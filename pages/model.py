@@ -1,0 +1,179 @@
+"""Model: choose a dataset, then train a model (in a worker process) or upload one."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import datasets, models
+from core.datasets import DatasetError
+from core.inspect import ModelFormatError, inspect_tflite
+from core.runtime import RuntimeModelError, probe
+from core.worker import WorkerError, run_job
+from ui import state
+from ui.layout import notice
+from ui.resources import load_dataset
+
+DATASET_LABELS = {
+    "mnist": "MNIST (handwritten digits, 60,000 + 10,000)",
+    "fashion-mnist": "Fashion-MNIST (clothing, 60,000 + 10,000)",
+    "digits": "Offline digits (scikit-learn, 1,797 scans; no network needed)",
+    "upload": "Your own files (IDX or .npz)",
+}
+
+st.title("Model")
+
+
+def dataset_ui() -> tuple[datasets.Dataset, state.DatasetChoice]:
+    dataset, choice = state.current_dataset()
+    options = list(DATASET_LABELS)
+    current = choice.requested or choice.name
+    picked = st.selectbox("Dataset", options, index=options.index(current), format_func=DATASET_LABELS.get, key="dataset_select")
+    if picked == "upload":
+        files = st.file_uploader(
+            "The four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+            "t10k-labels-idx1-ubyte; .gz or not) or one keras-format .npz (x_train, y_train, x_test, y_test)",
+            accept_multiple_files=True,
+            key="dataset_upload",
+        )
+        if files and st.button("Use these files", key="use_dataset"):
+            try:
+                uploaded = load_uploaded_dataset(files)
+            except DatasetError as error:
+                st.error(f"These files cannot be used: {error}")
+            else:
+                st.session_state["lab_uploaded_dataset"] = uploaded
+                st.session_state["lab_dataset"] = state.DatasetChoice("upload", "", upload_label=uploaded.name, requested="upload")
+                st.rerun()
+    elif picked != current:
+        loaded = load_dataset(picked)
+        st.session_state["lab_dataset"] = state.DatasetChoice(loaded.dataset.name if loaded.notice else picked, loaded.notice,
+                                                              requested=picked)  # fmt: skip
+        st.rerun()
+    return state.current_dataset()
+
+
+def load_uploaded_dataset(files) -> datasets.Dataset:
+    with tempfile.TemporaryDirectory() as folder:
+        for file in files:
+            (Path(folder) / Path(file.name).name).write_bytes(file.getvalue())
+        npz = [file.name for file in files if file.name.endswith(".npz")]
+        if npz:
+            if len(files) > 1:
+                raise DatasetError("give either one .npz or the four IDX files, not both")
+            return datasets.load_local(Path(folder) / npz[0])
+        return datasets.load_local(folder)
+
+
+def samples_ui(dataset: datasets.Dataset) -> None:
+    rng = np.random.default_rng(0)
+    picks = rng.choice(dataset.train_size, size=min(16, dataset.train_size), replace=False)
+    columns = st.columns(8)
+    for slot, index in enumerate(picks):
+        with columns[slot % 8]:
+            st.image((dataset.x_train[index] * 255).astype(np.uint8), caption=dataset.class_names[dataset.y_train[index]], width=64)
+
+
+def train_ui(dataset: datasets.Dataset) -> None:
+    left, right = st.columns(2)
+    presets = list(models.PRESETS)
+    preset = left.selectbox("Architecture", presets, index=presets.index(state.remembered("preset", "seed")),
+                            format_func=lambda p: models.PRESETS[p].label, key="preset", on_change=state.remember, args=("preset",))  # fmt: skip
+    left.caption(models.PRESETS[preset].description)
+    # One pass over MNIST's 60,000 images is plenty; the 1,438 offline digits need a dozen.
+    suggested = int(np.clip(20_000 // max(dataset.train_size, 1), 1, 15))
+    epochs = right.number_input("Epochs", min_value=1, max_value=30, value=state.remembered("epochs", suggested), step=1, key="epochs",
+                                on_change=state.remember, args=("epochs",))  # fmt: skip
+    if not st.button("Train", key="train", type="primary"):
+        return
+    bar = st.progress(0.0, text="Starting the worker (TensorFlow takes a few seconds to load)…")
+    chart = st.empty()
+    epoch_rows: list[dict] = []
+
+    def on_progress(report) -> None:
+        bar.progress(min(max(report.fraction, 0.0), 1.0), text=report.message)
+        if report.metrics.get("epoch_end"):
+            epoch_rows.append({"epoch": report.metrics["epoch"], "loss": report.metrics["loss"], "accuracy": report.metrics["accuracy"]})
+            chart.line_chart(pd.DataFrame(epoch_rows).set_index("epoch"))
+
+    config = models.TrainConfig(preset=preset, epochs=int(epochs))
+    try:
+        result = run_job("train", on_progress, dataset=dataset, config=config)
+    except WorkerError as error:
+        bar.empty()
+        st.error(f"Training failed: {error}")
+        return
+    bar.progress(1.0, text=f"Trained in {result['train_s']:.1f} s")
+    state.set_model(state.LabModel(
+        label=f"{models.PRESETS[preset].label}, {epochs} epoch{'s' if epochs > 1 else ''} on {dataset.name}",
+        keras_bytes=result["model_bytes"], summary=result["summary"], keras_accuracy=result["keras_accuracy"],
+        history=tuple(result["history"]), dataset_name=dataset.name,
+    ))  # fmt: skip
+    st.toast("Model trained. Next: Quantize.")
+
+
+def upload_ui(dataset: datasets.Dataset) -> None:
+    file = st.file_uploader("A Keras model (.keras, .h5) or a TensorFlow Lite model (.tflite)", type=["keras", "h5", "tflite"], key="model_upload")
+    if file is None or not st.button("Use this model", key="use_model"):
+        return
+    data = file.getvalue()
+    if file.name.lower().endswith(".tflite"):
+        try:
+            probe(data)  # in a child process: a malformed file cannot take the server down
+            inspect_tflite(data)
+        except (ModelFormatError, RuntimeModelError) as error:
+            st.error(f"{file.name} cannot be used: {error}")
+            return
+        state.set_model(state.LabModel(label=file.name, keras_bytes=None, summary=None, keras_accuracy=float("nan"),
+                                       dataset_name=dataset.name, uploaded_tflite=data))  # fmt: skip
+        st.toast(f"{file.name} loaded: it is compared as it is (conversion needs a Keras model).")
+        return
+    with st.spinner(f"Loading {file.name} in the worker (safe mode)…"):
+        try:
+            result = run_job("load_keras", data=data, file_name=file.name, dataset=dataset)
+        except WorkerError as error:
+            st.error(f"{file.name} cannot be used: {error}")
+            return
+    state.set_model(state.LabModel(label=file.name, keras_bytes=result["model_bytes"], summary=result["summary"],
+                                   keras_accuracy=result["keras_accuracy"], dataset_name=dataset.name))  # fmt: skip
+    st.toast(f"{file.name} loaded.")
+
+
+def model_ui(model: state.LabModel) -> None:
+    st.subheader(f"Current model: {model.label}")
+    if model.summary is not None:
+        left, right = st.columns(2)
+        left.metric("Parameters", f"{model.summary.parameters:,}")
+        right.metric(f"Keras test accuracy ({model.dataset_name})", f"{model.keras_accuracy:.4f}")
+        st.dataframe(pd.DataFrame(list(model.summary.layers), columns=["layer", "type", "output shape", "parameters"]),
+                     hide_index=True, width="stretch")  # fmt: skip
+    else:
+        inspection = inspect_tflite(model.uploaded_tflite)
+        st.write(f"A .tflite of {inspection.size_bytes:,} bytes, input {list(inspection.inputs[0].shape_signature)} "
+                 f"{inspection.inputs[0].dtype}; operators: {', '.join(inspection.operator_counts)}.")  # fmt: skip
+    if model.history:
+        st.caption("Training, per epoch")
+        st.line_chart(pd.DataFrame(list(model.history)).set_index("epoch"))
+
+
+dataset, choice = dataset_ui()
+notice(choice)
+st.caption(f"{dataset.source}. {dataset.train_size:,} training and {dataset.test_size:,} test images.")
+samples_ui(dataset)
+
+st.divider()
+train_tab, upload_tab = st.tabs(["Train a model", "Upload a model"])
+with train_tab:
+    train_ui(dataset)
+with upload_tab:
+    upload_ui(dataset)
+
+current = state.model()
+if current is not None:
+    st.divider()
+    model_ui(current)
+    st.page_link("pages/quantize.py", label="Next: quantize it")

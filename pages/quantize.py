@@ -1,0 +1,92 @@
+"""Quantize: pick variants from the registry and convert the model (in a worker process)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import variants as registry
+from core.convert import DEFAULT_CALIBRATION, calibration_sample
+from core.worker import WorkerError, run_job
+from ui import state
+from ui.layout import need_model, variant_label
+
+st.title("Quantize")
+
+
+def choose_ui() -> tuple[list[str], int]:
+    st.write("Pick the variants to build. float32 is always built: it is the reference every other variant is measured against.")
+    chosen = []
+    previous = set(state.variants()) or set(registry.POST_TRAINING)
+    for variant in registry.VARIANTS.values():
+        ticked = st.checkbox(
+            f"**{variant.label}** (`{variant.name}`)",
+            value=variant.is_reference or variant.name in previous,
+            disabled=variant.is_reference,
+            key=f"pick_{variant.name}",
+            help=variant.explanation,
+        )
+        st.caption(variant.explanation)
+        if ticked:
+            chosen.append(variant.name)
+    needs = [name for name in chosen if registry.get(name).needs_calibration]
+    calibration = st.slider(
+        "Calibration images (for " + (", ".join(needs) or "int8 / int16x8") + ")",
+        min_value=10, max_value=1000, step=10, key="calibration",
+        value=state.remembered("calibration", DEFAULT_CALIBRATION), on_change=state.remember, args=("calibration",),
+        help="Representative training images the converter runs to find each activation's range.",
+    )  # fmt: skip
+    return chosen, int(calibration)
+
+
+def convert_ui(model: state.LabModel, names: list[str], calibration: int) -> None:
+    if not st.button("Convert", key="convert", type="primary"):
+        return
+    dataset, _ = state.current_dataset()
+    bar = st.progress(0.0, text="Starting the worker (TensorFlow takes a few seconds to load)…")
+    try:
+        result = run_job(
+            "convert",
+            lambda report: bar.progress(min(max(report.fraction, 0.0), 1.0), text=report.message),
+            model_bytes=model.keras_bytes, names=names, calibration=calibration_sample(dataset.x_train, calibration),
+        )  # fmt: skip
+    except WorkerError as error:
+        bar.empty()
+        st.error(f"Conversion failed: {error}")
+        return
+    bar.progress(1.0, text=f"Converted {len(result)} variant(s)")
+    state.set_variants({
+        name: state.ConvertedVariant(name, data, seconds, calibration if registry.get(name).needs_calibration else 0)
+        for name, (data, seconds) in result.items()
+    })  # fmt: skip
+
+
+def results_ui(converted: dict[str, state.ConvertedVariant]) -> None:
+    reference = converted.get(registry.REFERENCE)
+    rows = [{
+        "variant": variant_label(name),
+        "bytes": len(item.tflite),
+        "× float32": len(item.tflite) / len(reference.tflite) if reference else None,
+        "convert (s)": round(item.seconds, 2),
+    } for name, item in converted.items()]  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"bytes": st.column_config.NumberColumn(format="localized"),
+                                "× float32": st.column_config.NumberColumn(format="%.2f")})  # fmt: skip
+    columns = st.columns(min(len(converted), 5))
+    for slot, (name, item) in enumerate(converted.items()):
+        columns[slot % len(columns)].download_button(f"⬇ {name}.tflite", item.tflite, file_name=f"{name}.tflite",
+                                                     mime="application/octet-stream", key=f"download_{name}")  # fmt: skip
+
+
+model = need_model()
+if model is not None:
+    if not model.can_convert:
+        st.info(f"{model.label} is a .tflite: it is compared as it is. Converting needs the Keras model it came from.")
+    else:
+        names, calibration = choose_ui()
+        convert_ui(model, names, calibration)
+    converted = state.variants()
+    if converted:
+        st.subheader("Converted")
+        results_ui(converted)
+        st.page_link("pages/compare.py", label="Next: compare them")

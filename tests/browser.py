@@ -1,0 +1,122 @@
+"""Helpers to serve the app on a free loopback port and drive it in Debian's chromium.
+
+Used by the browser tests and by bench/draw_latency.py. ``playwright install`` cannot download
+browsers on these machines, so the system chromium is launched directly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("QLAB_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_app(keras_home: str | None = None, timeout: float = 60):
+    """`streamlit run app.py` on a free loopback port; yields (url, process)."""
+    port = free_port()
+    env = {**os.environ, "KERAS_HOME": keras_home or tempfile.mkdtemp(prefix="qlab-keras-"), "PYTHONUNBUFFERED": "1"}
+    log = tempfile.NamedTemporaryFile(prefix="qlab-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Streamlit server did not start; its log: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def browser_available() -> str:
+    """'' when chromium and playwright are usable, else why not."""
+    if not os.path.exists(CHROMIUM):
+        return f"no chromium at {CHROMIUM} (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -r requirements-dev.txt)"
+    return ""
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 1000):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_idle(page, timeout: float = 120_000) -> None:
+    """Wait until the script has finished running (not a sleep)."""
+    page.wait_for_selector("[data-testid=stApp]", timeout=timeout)
+    page.wait_for_selector(IDLE, timeout=timeout)
+
+
+def go_to(page, title: str, timeout: float = 120_000) -> None:
+    """Move to a page through the app's own sidebar navigation (a full load would start a new session)."""
+    page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
+    page.wait_for_function(f"() => document.title.startsWith('{title}') || document.querySelector('h1')?.innerText.includes('{title}')",
+                           timeout=timeout)  # fmt: skip
+    wait_idle(page, timeout)
+
+
+def canvas_box(page):
+    surface = page.locator("[data-testid=stBidiComponentIsolated] canvas.upper-canvas").first
+    surface.wait_for(state="visible", timeout=60_000)
+    return surface.bounding_box()
+
+
+def draw_stroke(page, points: list[tuple[float, float]], box=None) -> None:
+    """Draw one stroke through points given in canvas fractions (0–1)."""
+    box = box or canvas_box(page)
+    to_xy = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
+    page.mouse.move(*to_xy[0])
+    page.mouse.down()
+    for x, y in to_xy[1:]:
+        page.mouse.move(x, y, steps=4)
+    page.mouse.up()
+
+
+SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.55, 0.5), (0.45, 0.85)]
+ONE = [(0.5, 0.15), (0.5, 0.85)]

@@ -1,0 +1,107 @@
+"""The whole path in a real browser: Home → Model (train on the offline digits) → Quantize
+(float32, dynamic, int8) → Compare → Draw (a digit drawn with mouse moves), on a real server.
+
+CI installs chromium and sets QLAB_REQUIRE_BROWSER=1, so a missing browser fails there; elsewhere
+these tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.browser import ONE, SEVEN, browser_available, chromium_page, draw_stroke, go_to, serve_app, wait_idle
+
+pytestmark = pytest.mark.browser
+SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+
+
+@pytest.fixture(scope="module")
+def app_page(tmp_path_factory):
+    why = browser_available()
+    if why:
+        if os.environ.get("QLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser tests must run here, but {why}")
+        pytest.skip(why)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nbrowser screenshots: {SHOTS}")
+    with serve_app(keras_home=str(tmp_path_factory.mktemp("keras-home"))) as (url, server), chromium_page() as page:
+        page.goto(url)
+        wait_idle(page)
+        yield page, server
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_1_home_starts_offline_on_the_digits_with_a_notice(app_page):
+    page, _ = app_page
+    shot(page, "1-home")
+    assert page.locator("h1", has_text="TFLite Quantization Lab").is_visible()
+    assert page.get_by_text("offline digits", exact=False).first.is_visible()
+    assert page.get_by_text("next step", exact=False).first.is_visible()
+
+
+def test_2_model_trains_on_the_offline_digits(app_page):
+    page, _ = app_page
+    go_to(page, "Model")
+    page.locator(".st-key-train button").click()
+    page.get_by_text("Current model", exact=False).first.wait_for(timeout=180_000)
+    wait_idle(page)
+    shot(page, "2-model")
+    assert page.get_by_text("Keras test accuracy", exact=False).first.is_visible()
+
+
+def test_3_quantize_converts_float32_dynamic_and_int8(app_page):
+    page, _ = app_page
+    go_to(page, "Quantize")
+    for name in ("float16", "int16x8"):
+        page.locator(f".st-key-pick_{name} label").click()
+        wait_idle(page)
+    page.locator(".st-key-convert button").click()
+    page.get_by_text("Converted", exact=True).first.wait_for(timeout=180_000)
+    wait_idle(page)
+    shot(page, "3-quantize")
+    for name in ("float32", "dynamic", "int8"):
+        assert page.locator(f".st-key-download_{name}").is_visible()
+    assert page.locator(".st-key-download_float16").count() == 0
+
+
+def test_4_compare_shows_the_charts(app_page):
+    page, _ = app_page
+    go_to(page, "Compare")
+    page.locator(".st-key-chart_confusion").wait_for(timeout=120_000)
+    shot(page, "4-compare")
+    for key in ("chart_size", "chart_accuracy", "chart_latency", "chart_tradeoff", "chart_confusion"):
+        assert page.locator(f".st-key-{key}").count() == 1, key
+
+
+def test_5_draw_a_digit_and_every_variant_answers(app_page):
+    page, _ = app_page
+    go_to(page, "Draw")
+    assert page.get_by_text("Draw a digit on the black square", exact=False).first.is_visible()
+    draw_stroke(page, SEVEN)
+    for name in ("float32", "dynamic", "int8"):
+        page.locator(f".st-key-predictions .st-key-answer_{name}").wait_for(timeout=30_000)
+    wait_idle(page)
+    shot(page, "5-draw")
+    answers = page.locator(".st-key-predictions [class*='st-key-answer_']")
+    assert answers.count() == 3
+    for index in range(3):
+        text = answers.nth(index).inner_text()
+        assert "invoke" in text and "µs" in text and "%" in text
+
+
+def test_6_a_second_stroke_updates_and_the_drawing_survives_a_page_switch(app_page):
+    page, _ = app_page
+    draw_stroke(page, ONE)
+    page.get_by_text("median", exact=False).first.wait_for()
+    page.wait_for_function("() => document.querySelector('.st-key-answer_float32')?.innerText.includes('over 2')", timeout=30_000)
+    go_to(page, "Quantize")
+    assert page.locator(".st-key-download_int8").is_visible()  # the variants survived the switch
+    go_to(page, "Draw")
+    page.locator(".st-key-predictions .st-key-answer_int8").wait_for(timeout=30_000)
+    shot(page, "6-draw-again")

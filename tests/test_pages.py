@@ -1,0 +1,137 @@
+"""Every page in process with AppTest, with a real model and real converted variants in session state."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import models
+from tests.conftest import ROOT
+from ui import state
+
+TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def lab_state(keras_model, conversions, dataset):
+    model = state.LabModel(
+        label="Seed CNN (test)", keras_bytes=models.to_bytes(keras_model), summary=models.summarize(keras_model, "seed"),
+        keras_accuracy=0.9, history=({"epoch": 1, "loss": 0.5, "accuracy": 0.85},), dataset_name=dataset.name,
+    )  # fmt: skip
+    variants = {name: state.ConvertedVariant(name, result.tflite, result.seconds) for name, result in conversions.items()}
+    return {
+        "lab_dataset": state.DatasetChoice("upload", upload_label=dataset.name, requested="upload"),
+        "lab_uploaded_dataset": dataset,
+        "lab_model": model,
+        "lab_variants": variants,
+    }
+
+
+def page(path: str, session: dict | None = None) -> AppTest:
+    """Open the app as a person does (app.py with its navigation), then move to the page."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for key, value in (session or {}).items():
+        at.session_state[key] = value
+    at.switch_page(path)
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_home_on_a_fresh_session_falls_back_to_offline_digits_and_points_to_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # nothing cached, and no network here
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "TFLite Quantization Lab" in at.title[0].value
+    assert at.session_state["lab_dataset"].name in ("mnist", "digits")
+    if at.session_state["lab_dataset"].name == "digits":
+        assert any("offline digits" in w.value for w in at.warning)
+
+
+def test_home_with_a_model_and_variants_shows_the_session(lab_state):
+    at = page("pages/home.py", lab_state)
+    assert not at.exception
+    assert "Seed CNN (test)" in [m.value for m in at.metric][1]
+
+
+def test_model_page_without_a_model_offers_training(lab_state):
+    at = page("pages/model.py", {k: lab_state[k] for k in ("lab_dataset", "lab_uploaded_dataset")})
+    assert not at.exception
+    assert at.button(key="train") is not None
+    assert at.selectbox(key="dataset_select").value == "upload"
+    assert "Current model" not in texts(at)
+
+
+def test_model_page_shows_layers_and_parameters(lab_state):
+    at = page("pages/model.py", lab_state)
+    assert not at.exception
+    assert "20,410" in [m.value for m in at.metric]
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 5  # the seed CNN: reshape, conv, pool, flatten, dense
+
+
+def test_model_page_trains_in_the_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    at = page("pages/model.py", {"lab_dataset": state.DatasetChoice("digits", requested="digits")})
+    at.number_input(key="epochs").set_value(2)
+    at.button(key="train").click().run()
+    assert not at.exception and not at.error
+    trained = at.session_state["lab_model"]
+    assert trained.keras_bytes[:2] == b"PK" and trained.keras_accuracy > 0.5 and len(trained.history) == 2
+    assert "epochs on digits" in trained.label
+
+
+def test_quantize_page_lists_the_registry_and_converts_in_the_worker(lab_state):
+    from core import variants
+
+    session = {**lab_state, "lab_variants": {}}
+    at = page("pages/quantize.py", session)
+    assert not at.exception
+    assert {f"pick_{name}" for name in variants.VARIANTS} <= {c.key for c in at.checkbox}
+    for name in ("float16", "int16x8", "dynamic"):
+        at.checkbox(key=f"pick_{name}").uncheck()
+    at.slider(key="calibration").set_value(50)
+    at.button(key="convert").click().run()
+    assert not at.exception and not at.error
+    converted = at.session_state["lab_variants"]
+    assert list(converted) == ["float32", "int8"] and converted["int8"].calibration == 50
+    assert "Converted" in texts(at)
+
+
+def test_quantize_page_without_a_model_points_back():
+    at = page("pages/quantize.py")
+    assert not at.exception
+    assert "no model" in texts(at)
+
+
+def test_compare_page_draws_every_chart_and_offers_exports(lab_state):
+    at = page("pages/compare.py", lab_state)
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 5  # size, accuracy, latency, trade-off, confusion
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == list(lab_state["lab_variants"])
+    assert (table["agreement"] >= 0.97).all()
+    assert at.session_state["lab_latency"]  # measured once, kept for the session
+    assert "change their answer" in texts(at)
+
+
+def test_compare_page_remeasures_with_other_threads_and_without_xnnpack(lab_state):
+    at = page("pages/compare.py", lab_state)
+    at.toggle(key="xnnpack").set_value(False).run()
+    assert not at.exception
+    assert (1, False, 1000) in at.session_state["lab_latency"]
+
+
+def test_draw_page_shows_a_hint_on_a_blank_canvas(lab_state):
+    at = page("pages/draw.py", lab_state)
+    assert not at.exception
+    assert any("Draw a digit" in i.value for i in at.info)
+
+
+def test_draw_page_without_variants_points_to_quantize(lab_state):
+    at = page("pages/draw.py", {**lab_state, "lab_variants": {}})
+    assert not at.exception
+    assert "No converted variants" in texts(at)

@@ -1,0 +1,65 @@
+"""Bits of page furniture shared by every page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import state
+
+STEPS = (
+    ("pages/model.py", "Model", "train a model or upload one"),
+    ("pages/quantize.py", "Quantize", "convert it into quantized variants"),
+    ("pages/compare.py", "Compare", "size, accuracy and latency side by side"),
+    ("pages/draw.py", "Draw", "draw a digit and watch every variant answer"),
+)
+
+
+def next_step() -> str:
+    """The page a person should visit next, from what the session holds."""
+    if state.model() is None:
+        return "pages/model.py"
+    names = set(state.variants())
+    if not names or (state.model().can_convert and names == {"float32"}):
+        return "pages/quantize.py"
+    if not state.get("lab_compared"):
+        return "pages/compare.py"
+    return "pages/draw.py"
+
+
+def sidebar_status() -> None:
+    with st.sidebar:
+        st.caption("This session")
+        choice = state.dataset_choice()
+        model = state.model()
+        st.markdown(
+            f"- **Dataset:** {choice.upload_label or choice.name if choice else 'not loaded yet'}\n"
+            f"- **Model:** {model.label if model else 'none yet'}\n"
+            f"- **Variants:** {', '.join(state.variants()) or 'none yet'}"
+        )
+
+
+def notice(choice: state.DatasetChoice) -> None:
+    if choice.notice:
+        st.warning(choice.notice)
+
+
+def need_model() -> state.LabModel | None:
+    model = state.model()
+    if model is None:
+        st.info("There is no model in this session yet. Train or upload one first.")
+        st.page_link("pages/model.py", label="Go to Model")
+    return model
+
+
+def need_variants() -> dict:
+    converted = state.variants()
+    if not converted:
+        st.info("No converted variants yet. Convert the model first.")
+        st.page_link("pages/quantize.py", label="Go to Quantize")
+    return converted
+
+
+def variant_label(name: str) -> str:
+    from core import variants
+
+    return variants.VARIANTS[name].label if name in variants.VARIANTS else name

@@ -1,0 +1,26 @@
+"""Heavy, read-only things cached across sessions (datasets, evaluations of a given .tflite)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core import datasets
+from core.compare import evaluate_variants
+from core.evaluate import EvaluationResult
+
+
+@st.cache_resource(show_spinner="Loading the dataset…")
+def load_dataset(name: str) -> datasets.LoadedDataset:
+    """MNIST / Fashion-MNIST (downloaded once into the keras cache) or the offline digits."""
+    return datasets.load(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def evaluate_tflite(name: str, digest: str, _tflite: bytes, dataset_key: str, _dataset: datasets.Dataset) -> EvaluationResult:
+    """One variant on the whole test set (keyed by the .tflite's digest and the dataset)."""
+    return evaluate_variants({name: _tflite}, _dataset)[name]
+
+
+def dataset_key(dataset: datasets.Dataset) -> str:
+    return f"{dataset.name}:{dataset.train_size}:{dataset.test_size}:{float(np.sum(dataset.x_test[:50])):.3f}"

@@ -1,0 +1,128 @@
+"""What a session holds, in ``st.session_state``, so it survives reruns and page switches.
+
+Keys (one place to look):
+
+* ``lab_dataset``: :class:`DatasetChoice`, the dataset in use (the arrays themselves are cached
+  resources, or the session's own upload);
+* ``lab_model``: :class:`LabModel`, the trained or uploaded model (bytes, never a Keras object);
+* ``lab_variants``: ``{name: ConvertedVariant}``, the converted .tflite files;
+* ``lab_latency``: ``{(threads, xnnpack, runs): {name: LatencyStats}}``, measured on Compare;
+* ``lab_draw``: per-session LiteRT interpreters and latency history for the Draw page (a LiteRT
+  interpreter is not thread-safe, and Streamlit serves each session on its own thread, so
+  interpreters are never shared between sessions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from core.datasets import Dataset, LoadedDataset
+from core.models import ModelSummary
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    name: str  # what is in use: "mnist", "fashion-mnist", "digits" or "upload"
+    notice: str = ""  # why it is not what was asked for (offline fallback), shown to the user
+    upload_label: str = ""
+    requested: str = ""  # what the person picked (differs from name after a fallback)
+
+
+@dataclass(frozen=True, eq=False)
+class LabModel:
+    label: str  # e.g. "Seed CNN, 3 epochs on MNIST" or "my_model.keras"
+    keras_bytes: bytes | None  # the .keras file; None for an uploaded .tflite
+    summary: ModelSummary | None
+    keras_accuracy: float
+    history: tuple[dict, ...] = ()
+    dataset_name: str = ""
+    uploaded_tflite: bytes | None = None  # a .tflite the user brought: compared as it is
+
+    @property
+    def can_convert(self) -> bool:
+        return self.keras_bytes is not None
+
+
+@dataclass(frozen=True, eq=False)
+class ConvertedVariant:
+    name: str
+    tflite: bytes
+    seconds: float
+    calibration: int = 0
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha1(self.tflite).hexdigest()[:16]
+
+
+@dataclass
+class DrawState:
+    models: dict = field(default_factory=dict)  # name -> (digest, LiteModel)
+    latencies_us: dict = field(default_factory=dict)  # name -> list of invoke times
+
+
+def get(key: str, default=None):
+    return st.session_state.get(key, default)
+
+
+def dataset_choice() -> DatasetChoice | None:
+    return st.session_state.get("lab_dataset")
+
+
+def model() -> LabModel | None:
+    return st.session_state.get("lab_model")
+
+
+def variants() -> dict[str, ConvertedVariant]:
+    return st.session_state.setdefault("lab_variants", {})
+
+
+def set_model(new_model: LabModel) -> None:
+    """A new model makes the old variants and measurements meaningless: drop them."""
+    st.session_state["lab_model"] = new_model
+    st.session_state["lab_variants"] = {}
+    st.session_state["lab_latency"] = {}
+    if new_model.uploaded_tflite is not None:
+        st.session_state["lab_variants"] = {"uploaded": ConvertedVariant("uploaded", new_model.uploaded_tflite, 0.0)}
+
+
+def set_variants(converted: dict[str, ConvertedVariant]) -> None:
+    st.session_state["lab_variants"] = converted
+    st.session_state["lab_latency"] = {}
+
+
+def draw_state() -> DrawState:
+    return st.session_state.setdefault("lab_draw", DrawState())
+
+
+def remembered(key: str, default):
+    """A widget's last value, kept outside the widget: Streamlit forgets a widget's own state when
+    a page without it runs, so a choice would be lost on a page switch. Pass it as the widget's
+    default and ``on_change=remember, args=(key,)``."""
+    return st.session_state.get(f"pref_{key}", default)
+
+
+def remember(key: str) -> None:
+    st.session_state[f"pref_{key}"] = st.session_state[key]
+
+
+def current_dataset() -> tuple[Dataset, DatasetChoice]:
+    """The session's dataset; on the first run, MNIST (or the offline digits when it cannot be had)."""
+    from ui.resources import load_dataset
+
+    choice = dataset_choice()
+    if choice is None:
+        loaded: LoadedDataset = load_dataset("mnist")
+        choice = DatasetChoice(loaded.dataset.name if loaded.notice else "mnist", loaded.notice, requested="mnist")
+        st.session_state["lab_dataset"] = choice
+        return loaded.dataset, choice
+    if choice.name == "upload":
+        uploaded = st.session_state.get("lab_uploaded_dataset")
+        if uploaded is not None:
+            return uploaded, choice
+        choice = DatasetChoice("digits", "Your uploaded dataset is gone (the session restarted); using the offline digits.")
+        st.session_state["lab_dataset"] = choice
+    return load_dataset(choice.name).dataset, choice
