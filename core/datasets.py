@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import tempfile
 import urllib.error
@@ -271,13 +272,25 @@ def load_local(path: str | os.PathLike, class_names: tuple[str, ...] = DIGIT_CLA
     return _dataset(path.stem, load_npz_arrays(path), class_names, f"npz archive {path}")
 
 
-def load_offline_digits(seed: int = 0, test_share: float = 0.2) -> Dataset:
-    """scikit-learn's 1,797 handwritten digits (8×8 scans), framed as MNIST frames its digits."""
-    from sklearn.datasets import load_digits  # ships its data: no network needed
+def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 8×8 digits file inside the installed scikit-learn, read without importing scikit-learn
+    (its import costs ~2 s and ~60 MB, which the app's first page should not pay)."""
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+            return table[:, :64].reshape(-1, 8, 8), table[:, 64].astype(np.int64)
+    from sklearn.datasets import load_digits  # the file moved: ask scikit-learn itself
 
     digits = load_digits()
-    images = np.stack([mnist_style(image / 16.0) for image in digits.images]).astype(np.float32)
-    labels = digits.target.astype(np.int64)
+    return digits.images.astype(np.float32), digits.target.astype(np.int64)
+
+
+def load_offline_digits(seed: int = 0, test_share: float = 0.2) -> Dataset:
+    """scikit-learn's 1,797 handwritten digits (8×8 scans), framed as MNIST frames its digits."""
+    scans, labels = _sklearn_digits()
+    images = np.stack([mnist_style(image / 16.0) for image in scans]).astype(np.float32)
     order = np.random.default_rng(seed).permutation(len(labels))
     cut = int(round(len(labels) * (1 - test_share)))
     train, test = order[:cut], order[cut:]

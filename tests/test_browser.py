@@ -85,10 +85,10 @@ def test_5_draw_a_digit_and_every_variant_answers(app_page):
     assert page.get_by_text("Draw a digit on the black square", exact=False).first.is_visible()
     draw_stroke(page, SEVEN)
     for name in ("float32", "dynamic", "int8"):
-        page.locator(f".st-key-predictions .st-key-answer_{name}").wait_for(timeout=30_000)
+        page.locator(f".st-key-predictions [data-variant={name}]").wait_for(timeout=30_000)
     wait_idle(page)
     shot(page, "5-draw")
-    answers = page.locator(".st-key-predictions [class*='st-key-answer_']")
+    answers = page.locator(".st-key-predictions [data-variant]")
     assert answers.count() == 3
     for index in range(3):
         text = answers.nth(index).inner_text()
@@ -99,9 +99,9 @@ def test_6_a_second_stroke_updates_and_the_drawing_survives_a_page_switch(app_pa
     page, _ = app_page
     draw_stroke(page, ONE)
     page.get_by_text("median", exact=False).first.wait_for()
-    page.wait_for_function("() => document.querySelector('.st-key-answer_float32')?.innerText.includes('over 2')", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('[data-variant=float32]')?.innerText.includes('over 2')", timeout=30_000)
     go_to(page, "Quantize")
     assert page.locator(".st-key-download_int8").is_visible()  # the variants survived the switch
     go_to(page, "Draw")
-    page.locator(".st-key-predictions .st-key-answer_int8").wait_for(timeout=30_000)
+    page.locator(".st-key-predictions [data-variant=int8]").wait_for(timeout=30_000)
     shot(page, "6-draw-again")

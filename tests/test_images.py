@@ -25,3 +25,21 @@ def test_canvas_rgba_uses_alpha_so_a_transparent_background_is_black():
     rgba[2:4, 2:4, 3] = 255
     grey = canvas_to_grey(rgba)
     assert grey[0, 0] == 0 and grey[2, 2] == 1.0
+
+
+def test_canvas_png_gives_the_same_digit_as_the_full_size_pixels():
+    import io
+
+    from PIL import Image
+
+    from core.images import canvas_png_to_grey
+
+    rgba = np.zeros((280, 280, 4), np.uint8)
+    rgba[..., 3] = 255  # opaque black background, as the Draw page's canvas has
+    rgba[40:240, 120:160, :3] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    small = mnist_style(canvas_png_to_grey(buffer.getvalue()))
+    full = mnist_style(canvas_to_grey(rgba))
+    assert small.shape == (28, 28)
+    assert np.abs(small - full).max() < 0.1

@@ -6,7 +6,6 @@ import numpy as np
 import streamlit as st
 
 from core import datasets
-from core.compare import evaluate_variants
 from core.evaluate import EvaluationResult
 
 
@@ -19,6 +18,8 @@ def load_dataset(name: str) -> datasets.LoadedDataset:
 @st.cache_data(show_spinner=False, max_entries=64)
 def evaluate_tflite(name: str, digest: str, _tflite: bytes, dataset_key: str, _dataset: datasets.Dataset) -> EvaluationResult:
     """One variant on the whole test set (keyed by the .tflite's digest and the dataset)."""
+    from core.compare import evaluate_variants  # the LiteRT runtime: not needed before Compare
+
     return evaluate_variants({name: _tflite}, _dataset)[name]
 
 

@@ -1,0 +1,131 @@
+"""The app's speed and memory, measured in headless chromium on this machine.
+
+    python bench/app_figures.py [--strokes 20]
+
+Prints:
+* first render of Home after `streamlit run` (process start → Home drawn in the browser);
+* stroke → every variant's prediction on screen on the Draw page, with three variants (float32,
+  dynamic, int8), median and p90 over the strokes; timed inside the page, from the pointer-up
+  event to the moment all three answers show the new invoke count;
+* the server's RSS after a full Model → Quantize → Compare → Draw walk, and the peak of the server
+  with its worker processes during the walk; and whether TensorFlow was ever mapped into the server.
+
+Targets (issue 3): stroke → answer median ≤ 300 ms (the canvas itself waits 200 ms after a stroke);
+first render ≤ 3 s; server ≤ 300 MB RSS; server + workers ≤ 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.browser import chromium_page, draw_stroke, go_to, serve_app, wait_idle  # noqa: E402
+
+WATCH = """() => {
+  window.__strokes = [];
+  document.addEventListener('pointerup', () => { window.__strokes.push({up: performance.now(), done: null}); }, true);
+  const seen = () => {
+    const cards = [...document.querySelectorAll('.st-key-predictions [data-variant]')];
+    if (cards.length < 3) return null;
+    const counts = cards.map(c => (c.innerText.match(/over (\\d+)/) || [])[1]);
+    return counts.every(x => x && x === counts[0]) ? Number(counts[0]) : null;
+  };
+  let last = seen();
+  new MutationObserver(() => {
+    const now = seen();
+    if (now !== null && now !== last) {
+      last = now;
+      const open = window.__strokes.filter(s => s.done === null);
+      if (open.length) open[open.length - 1].done = performance.now();
+    }
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+class MemoryWatch(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.server = psutil.Process(pid)
+        self.peak_server = self.peak_total = 0
+        self.tensorflow_mapped = False
+        self.running = True
+
+    def sample(self) -> tuple[int, int]:
+        server = self.server.memory_info().rss
+        total = server
+        for child in self.server.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return server, total
+
+    def run(self) -> None:
+        while self.running:
+            server, total = self.sample()
+            self.peak_server, self.peak_total = max(self.peak_server, server), max(self.peak_total, total)
+            if not self.tensorflow_mapped:
+                self.tensorflow_mapped = any("tensorflow" in m.path for m in self.server.memory_maps())
+            time.sleep(0.2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--strokes", type=int, default=20)
+    args = parser.parse_args()
+    with chromium_page() as page:  # the browser is ready first: its own start-up is not the app's
+        start = time.perf_counter()
+        with serve_app() as (url, server):
+            watch = MemoryWatch(server.pid)
+            watch.start()
+            page.goto(url)
+            page.locator("h1", has_text="TFLite Quantization Lab").wait_for()
+            wait_idle(page)
+            first_render = time.perf_counter() - start
+
+            go_to(page, "Model")
+            page.locator(".st-key-train button").click()
+            page.get_by_text("Current model", exact=False).first.wait_for(timeout=300_000)
+            wait_idle(page)
+            go_to(page, "Quantize")
+            for name in ("float16", "int16x8"):
+                page.locator(f".st-key-pick_{name} label").click()
+                wait_idle(page)
+            page.locator(".st-key-convert button").click()
+            page.get_by_text("Converted", exact=True).first.wait_for(timeout=300_000)
+            wait_idle(page)
+            go_to(page, "Compare")
+            page.locator(".st-key-chart_confusion").wait_for(timeout=300_000)
+            go_to(page, "Draw")
+            page.evaluate(WATCH)
+            shapes = [[(0.3, 0.2), (0.7, 0.2), (0.5, 0.8)], [(0.5, 0.15), (0.5, 0.85)], [(0.3, 0.5), (0.7, 0.5)]]
+            for index in range(args.strokes):
+                draw_stroke(page, shapes[index % len(shapes)])
+                page.wait_for_function("() => window.__strokes.length && window.__strokes.at(-1).done !== null", timeout=30_000)
+                time.sleep(0.3)
+            strokes = page.evaluate("() => window.__strokes")
+            wait_idle(page)
+            time.sleep(1.0)
+            watch.running = False
+            watch.join()
+            server_rss, total_rss = watch.sample()
+    latencies = sorted(s["done"] - s["up"] for s in strokes if s["done"] is not None)
+    p90 = latencies[int(0.9 * (len(latencies) - 1))]
+    mb = 1024 * 1024
+    print(f"first render of Home after `streamlit run`: {first_render:.2f} s (target ≤ 3 s)")
+    print(f"stroke → 3 variants' answers on screen: median {statistics.median(latencies):.0f} ms, p90 {p90:.0f} ms, "
+          f"min {latencies[0]:.0f} ms over {len(latencies)} strokes (target median ≤ 300 ms; the canvas waits 200 ms)")  # fmt: skip
+    print(f"server RSS after the walk: {server_rss / mb:.0f} MB (target ≤ 300 MB); peak {watch.peak_server / mb:.0f} MB")
+    print(f"server + workers, peak during the walk: {watch.peak_total / mb:.0f} MB (target ≤ 1 GB)")
+    print(f"TensorFlow ever mapped into the server process: {'yes' if watch.tensorflow_mapped else 'no'}")
+
+
+if __name__ == "__main__":
+    main()
