@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--calibration", type=int, default=200, help="representative images for int8/int16x8")
     run.add_argument("--runs", type=int, default=1000, help="timed single-image invokes per variant")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--qat-epochs", type=int, default=1, help="fine-tuning epochs for qat_int8")
     run.add_argument("--keras-latency", action="store_true",
                      help="also time Keras model.predict and model(x) on one image (~1 s more)")  # fmt: skip
     run.add_argument("--json", dest="json_path", help="write the JSON report here")
@@ -83,15 +84,15 @@ def _run(args) -> int:
         names = tuple(registry.parse_names(args.variants))
     except ValueError as error:
         raise BadInput(str(error)) from error
-    if args.epochs < 0 or args.threads < 1 or args.runs < 1 or args.calibration < 1:
-        raise BadInput("--epochs must be ≥ 0 and --threads, --runs, --calibration ≥ 1")
+    if args.epochs < 0 or args.qat_epochs < 0 or args.threads < 1 or args.runs < 1 or args.calibration < 1:
+        raise BadInput("--epochs and --qat-epochs must be ≥ 0 and --threads, --runs, --calibration ≥ 1")
     for path in filter(None, (args.data_dir, args.model)):
         if not os.path.exists(path):
             raise BadInput(f"{path}: no such file or folder")
     config = RunConfig(dataset=args.dataset, data_dir=args.data_dir, origin=args.origin, model_path=args.model,
                        preset=args.architecture, epochs=args.epochs, variants=names, threads=args.threads,
                        calibration=args.calibration, runs=args.runs, seed=args.seed,
-                       keras_latency=args.keras_latency)  # fmt: skip
+                       keras_latency=args.keras_latency, extra={"qat_epochs": args.qat_epochs})  # fmt: skip
     result = run(config, ProgressPrinter())
     if result.notice:
         print(f"notice: {result.notice}", file=sys.stderr)

@@ -121,6 +121,20 @@ def measure_variants(tflites: dict[str, bytes], dataset: Dataset, threads: int =
     return time_variants(tflites, evaluations, dataset.x_test[:256], threads, xnnpack, runs, convert_seconds, progress)
 
 
+def layer_errors_by_variant(tflites: dict[str, bytes], images: np.ndarray, progress: ProgressFn = ignore) -> dict[str, list]:
+    """Per-layer error against float32 for every other variant (empty when float32 is absent)."""
+    from core.layer_errors import layer_errors
+
+    if registry.REFERENCE not in tflites:
+        return {}
+    others = [name for name in tflites if name != registry.REFERENCE]
+    results = {}
+    for index, name in enumerate(others):
+        progress(Progress("layers", index / len(others), f"per-layer error of {name} on {len(images)} images"))
+        results[name] = layer_errors(tflites[registry.REFERENCE], tflites[name], images)
+    return results
+
+
 def size_ratio(measurements: dict[str, VariantMeasurement], name: str) -> float:
     reference = measurements.get(registry.REFERENCE)
     return measurements[name].size_bytes / reference.size_bytes if reference else float("nan")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ def _model_input(model, images: np.ndarray) -> np.ndarray:
 
 
 @builder(registry.METHOD_TFLITE_CONVERTER)
-def _tflite_converter(model, variant: registry.Variant, calibration: np.ndarray | None, **_) -> bytes:
+def _tflite_converter(model, variant: registry.Variant, calibration: np.ndarray | None, progress: ProgressFn = ignore, **_) -> bytes:
     import tensorflow as tf
 
     settings = variant.converter
@@ -85,6 +86,44 @@ def _tflite_converter(model, variant: registry.Variant, calibration: np.ndarray 
         return converter.convert()
 
 
+@builder(registry.METHOD_LITERT_QUANTIZER)
+def _litert_quantizer(model, variant: registry.Variant, calibration: np.ndarray | None, progress: ProgressFn = ignore,
+                      float_tflite: bytes | None = None, **_) -> bytes:  # fmt: skip
+    """Google's LiteRT Quantizer: a recipe applied to the float32 .tflite (no TensorFlow needed)."""
+    from litert_quantizer import quantizer, recipe
+
+    if float_tflite is None:
+        float_tflite = _tflite_converter(model, registry.get(registry.REFERENCE), None)
+    job = quantizer.Quantizer(bytearray(float_tflite), getattr(recipe, variant.recipe)())
+    ranges = None
+    if job.need_calibration:
+        from core.runtime import LiteModel
+
+        signatures = LiteModel(float_tflite).interpreter.get_signature_list()
+        key = next(iter(signatures))
+        name = signatures[key]["inputs"][0]
+        shaped = _model_input(model, calibration) if model is not None else calibration.astype(np.float32)
+        # Its calibration draws a progress bar and warns about preserved tensors: not for our users.
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ranges = job.calibrate({key: [{name: image[None]} for image in shaped]})
+    return bytes(job.quantize(ranges, enable_progress_report=False).quantized_model)
+
+
+@builder(registry.METHOD_QAT)
+def _quantization_aware_training(model, variant: registry.Variant, calibration: np.ndarray | None, progress: ProgressFn = ignore,
+                                 dataset=None, qat_epochs: int = 1, **_) -> bytes:  # fmt: skip
+    """Fine-tune a tf_keras twin with fake quantization, in its own worker process (see core.qat)."""
+    from core.qat import twin_spec
+    from core.worker import run_job
+
+    if dataset is None:
+        raise ValueError(f"{variant.name} needs the training data (pass dataset=…)")
+    spec = twin_spec(model)
+    return run_job("qat", progress, spec=spec, x_train=_model_input(model, dataset.x_train), y_train=dataset.y_train,
+                   calibration=_model_input(model, calibration), epochs=qat_epochs)  # fmt: skip
+
+
 def calibration_sample(images: np.ndarray, count: int = DEFAULT_CALIBRATION, seed: int = 0) -> np.ndarray:
     """A seeded sample of training images to calibrate activation ranges on."""
     if count < 1:
@@ -93,7 +132,8 @@ def calibration_sample(images: np.ndarray, count: int = DEFAULT_CALIBRATION, see
     return images[np.random.default_rng(seed).choice(len(images), size=count, replace=False)]
 
 
-def convert(model, variant_name: str, calibration: np.ndarray | None = None, **context) -> ConversionResult:
+def convert(model, variant_name: str, calibration: np.ndarray | None = None, progress: ProgressFn = ignore,
+            **context) -> ConversionResult:  # fmt: skip
     """Build one variant of the model; returns its .tflite bytes (saving them is the caller's job).
 
     ``context`` carries what some methods need beyond the model (the float32 .tflite for the
@@ -107,7 +147,7 @@ def convert(model, variant_name: str, calibration: np.ndarray | None = None, **c
         raise ConversionError(f"{variant_name}: no builder for method {variant.method!r}")
     start = time.perf_counter()
     try:
-        data = build(model, variant, calibration, **context)
+        data = build(model, variant, calibration, progress=progress, **context)
     except (ValueError, ConversionError):
         raise
     except Exception as error:  # the converter raises a zoo of types; the caller needs one
@@ -117,8 +157,13 @@ def convert(model, variant_name: str, calibration: np.ndarray | None = None, **c
 
 
 def convert_all(model, names: list[str], calibration: np.ndarray | None = None, progress: ProgressFn = ignore,
-                on_converted: Callable[[ConversionResult], None] | None = None, **context) -> dict[str, ConversionResult]:  # fmt: skip
-    """Build several variants; ``on_converted`` sees each result as soon as it exists."""
+                on_converted: Callable[[ConversionResult], None] | None = None, failures: dict[str, str] | None = None,
+                **context) -> dict[str, ConversionResult]:  # fmt: skip
+    """Build several variants; ``on_converted`` sees each result as soon as it exists.
+
+    With ``failures`` given, a variant that cannot be built is recorded there (name -> message) and
+    the others still are; without it, the first failure raises.
+    """
     results: dict[str, ConversionResult] = {}
     # The costliest to run first, so that a caller evaluating each result as it comes overlaps the
     # long evaluations with the other conversions; variants built from the float32 .tflite (the
@@ -130,8 +175,14 @@ def convert_all(model, names: list[str], calibration: np.ndarray | None = None, 
         progress(Progress("convert", index / len(ordered), f"converting {name}"))
         if registry.REFERENCE in results:
             context.setdefault("float_tflite", results[registry.REFERENCE].tflite)
-        results[name] = convert(model, name, calibration, **context)
+        try:
+            results[name] = convert(model, name, calibration, progress, **context)
+        except (ValueError, ConversionError) as error:
+            if failures is None or name == registry.REFERENCE:
+                raise
+            failures[name] = str(error)
+            continue
         if on_converted:
             on_converted(results[name])
         progress(Progress("convert", (index + 1) / len(ordered), f"{name}: {results[name].size_bytes:,} bytes"))
-    return {name: results[name] for name in names}
+    return {name: results[name] for name in names if name in results}

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from core import variants as registry
-from core.compare import ParallelEvaluation, VariantMeasurement, time_variants
+from core.compare import ParallelEvaluation, VariantMeasurement, layer_errors_by_variant, time_variants
 from core.convert import DEFAULT_CALIBRATION, calibration_sample
 from core.datasets import OFFLINE, load
 from core.latency import DEFAULT_RUNS
@@ -33,6 +33,7 @@ class RunConfig:
     runs: int = DEFAULT_RUNS
     seed: int = 0
     keras_latency: bool = False
+    layer_sample: int = 100  # test images for the per-layer error of each quantized variant
     extra: dict = field(default_factory=dict)  # method-specific options (e.g. QAT epochs)
 
 
@@ -89,6 +90,9 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
     measurements = time_variants(tflites, evaluations, dataset.x_test[:256], config.threads, runs=config.runs,
                                  convert_seconds={n: r.seconds for n, r in conversions.items()}, progress=progress)  # fmt: skip
     timings["benchmark"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    errors = layer_errors_by_variant(tflites, dataset.x_test[: config.layer_sample], progress)
+    timings["layer_errors"] = time.perf_counter() - mark
 
     keras_us = None
     if config.keras_latency:
@@ -108,6 +112,7 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
         timings_s=timings,
         env=environment(config.threads, tensorflow=tf.__version__) | {"keras": keras.__version__},
         keras_latency_us=keras_us,
+        extras={name: {"layer_errors": [error.to_dict() for error in found]} for name, found in errors.items()},
     )
     return RunResult(report, loaded.notice, models.to_bytes(model), tflites, measurements)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,12 +97,14 @@ class LiteModel:
             # Intermediate tensors are only kept when no delegate rewrites the graph.
             resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            self.interpreter = Interpreter(
-                model_content=bytes(tflite),
-                num_threads=threads,
-                experimental_op_resolver_type=resolver,
-                experimental_preserve_all_tensors=preserve_all_tensors,
-            )
+            with warnings.catch_warnings():  # the debugging warning for preserved tensors: we asked for them
+                warnings.simplefilter("ignore", UserWarning)
+                self.interpreter = Interpreter(
+                    model_content=bytes(tflite),
+                    num_threads=threads,
+                    experimental_op_resolver_type=resolver,
+                    experimental_preserve_all_tensors=preserve_all_tensors,
+                )
         except (ValueError, RuntimeError) as error:
             raise RuntimeModelError(f"LiteRT cannot load this model ({str(error).strip().splitlines()[0]})") from error
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()

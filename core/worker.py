@@ -74,8 +74,9 @@ def convert(model_bytes: bytes, names: list[str], calibration, progress: Progres
     from core import models
 
     model = models.from_bytes(model_bytes)
-    results = converter.convert_all(model, names, calibration, progress, **context)
-    return {name: (result.tflite, result.seconds) for name, result in results.items()}
+    failures: dict[str, str] = {}
+    results = converter.convert_all(model, names, calibration, progress, failures=failures, **context)
+    return {"converted": {name: (result.tflite, result.seconds) for name, result in results.items()}, "failures": failures}
 
 
 @job
@@ -84,6 +85,13 @@ def keras_latency(model_bytes: bytes, image, progress: ProgressFn) -> dict:
 
     model = models.from_bytes(model_bytes)
     return {key: stats.percentiles() for key, stats in latency.keras_latency(model, image).items()}
+
+
+@job
+def qat(spec, x_train, y_train, calibration, epochs: int, progress: ProgressFn, **options) -> bytes:
+    from core.qat import train_and_convert  # sets TF_USE_LEGACY_KERAS before TensorFlow loads
+
+    return train_and_convert(spec, x_train, y_train, calibration, epochs, progress=progress, **options)
 
 
 @job

@@ -19,7 +19,7 @@ from core.report import build_report, environment, to_csv
 from core.runtime import LiteModel
 from ui import state
 from ui.layout import need_model, need_variants, variant_label
-from ui.resources import dataset_key, evaluate_tflite
+from ui.resources import dataset_key, evaluate_tflite, inspect_for, layer_errors_for
 
 st.title("Compare")
 
@@ -117,6 +117,74 @@ def flips_ui(measurements, reference: str, dataset) -> None:
             st.caption(f"true {truth}  \n{reference}: {dataset.class_names[ours[index]]}  \n{name}: {dataset.class_names[theirs[index]]}")
 
 
+LAYER_SAMPLE = 100
+
+
+def layer_errors_ui(converted, dataset) -> dict[str, list]:
+    """Per-layer SNR of every quantized variant against float32: ranked for one, and all at a glance."""
+    if registry.REFERENCE not in converted:
+        st.caption("Per-layer error needs the float32 variant as the reference.")
+        return {}
+    reference = converted[registry.REFERENCE]
+    images = dataset.x_test[:LAYER_SAMPLE]
+    errors = {
+        name: layer_errors_for(item.digest, reference.digest, reference.tflite, item.tflite, dataset_key(dataset), images)
+        for name, item in converted.items() if name != registry.REFERENCE
+    }  # fmt: skip
+    if not errors:
+        st.caption("Convert a quantized variant to see where its error comes from.")
+        return {}
+    st.caption(f"Each layer's output against float32's on {len(images)} test images. SNR in dB: higher is closer to float32, "
+               "each 6 dB is about one bit of precision; identical layers are shown at the top of the scale.")  # fmt: skip
+    rows = []
+    for name, found in errors.items():
+        for position, error in enumerate(found, start=1):
+            rows.append({"variant": name, "layer": f"{position}. {error.op}", "tensor": error.tensor, "rmse": error.rmse,
+                         "snr_db": error.snr_db, "identical": error.snr_db is None})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    ceiling = max(100.0, float(frame["snr_db"].max(skipna=True) or 0) + 10)
+    frame["snr_shown"] = frame["snr_db"].fillna(ceiling)
+    name = st.selectbox("Variant", list(errors), format_func=variant_label, key="layer_variant")
+    ranked = frame[frame["variant"] == name].sort_values("snr_shown")
+    ranked_chart = px.bar(ranked, x="snr_shown", y="layer", orientation="h", hover_data=["tensor", "rmse", "snr_db"],
+                          title=f"{name}: layers ranked by error (worst at the top)", labels={"snr_shown": "SNR (dB)"})  # fmt: skip
+    ranked_chart.update_yaxes(categoryorder="array", categoryarray=list(ranked["layer"])[::-1])
+    st.plotly_chart(ranked_chart, key="chart_layers")
+    grid = frame.pivot_table(index="variant", columns="layer", values="snr_shown", sort=False)
+    heat = px.imshow(grid, text_auto=".0f", aspect="auto", color_continuous_scale="RdYlGn", labels={"color": "SNR dB"},
+                     title="Every variant, every layer (SNR in dB; green = close to float32)")  # fmt: skip
+    st.plotly_chart(heat, key="chart_layers_all")
+    return errors
+
+
+def anatomy_ui(converted) -> None:
+    """Bytes by tensor: weights against the rest of the file, per variant."""
+    inspections = {name: inspect_for(item.digest, item.tflite) for name, item in converted.items()}
+    rows = []
+    for name, inspection in inspections.items():
+        for dtype, size in inspection.weights_by_dtype().items():
+            rows.append({"variant": name, "part": f"weights ({dtype})", "bytes": size})
+        rows.append({"variant": name, "part": "graph, metadata, padding", "bytes": inspection.other_bytes})
+    stacked = px.bar(pd.DataFrame(rows), x="variant", y="bytes", color="part", title="What the bytes are")
+    st.plotly_chart(stacked, key="chart_anatomy")
+    reference = inspections.get(registry.REFERENCE)
+    if reference is not None and "dynamic" in inspections:
+        dynamic = inspections["dynamic"]
+        st.caption(
+            f"Why dynamic range gives {reference.size_bytes / dynamic.size_bytes:.1f}×, not 4×: its weights shrink "
+            f"{reference.weights_bytes / max(dynamic.weights_bytes, 1):.1f}× (biases and small kernels stay float32 or int32), "
+            f"and the {dynamic.other_bytes:,} bytes of graph and metadata do not shrink at all."
+        )
+    name = st.selectbox("Variant", list(inspections), format_func=variant_label, key="anatomy_variant")
+    tensors = [t for t in inspections[name].tensors if t.is_weight]
+    detail = pd.DataFrame([{"tensor": t.name[:60], "bytes": t.bytes, "dtype": t.dtype, "shape": str(list(t.shape))} for t in tensors])
+    detail = pd.concat([detail, pd.DataFrame([{"tensor": "(graph, metadata, padding)", "bytes": inspections[name].other_bytes,
+                                                 "dtype": "rest", "shape": ""}])])  # fmt: skip
+    per_tensor = px.bar(detail.sort_values("bytes"), x="bytes", y="tensor", color="dtype", orientation="h", hover_data=["shape"],
+                        title=f"{name}: bytes by tensor")  # fmt: skip
+    st.plotly_chart(per_tensor, key="chart_tensors")
+
+
 def export_ui(report: dict) -> None:
     left, right = st.columns(2)
     left.download_button("⬇ Comparison as JSON", json.dumps(report, indent=2), file_name="comparison.json", mime="application/json", key="export_json")
@@ -145,8 +213,13 @@ if model is not None and converted:
     confusion_ui(measurements, dataset)
     st.subheader("Images whose answer flips")
     flips_ui(measurements, reference, dataset)
+    st.subheader("Where the error comes from")
+    errors = layer_errors_ui(converted, dataset)
+    st.subheader("Model anatomy")
+    anatomy_ui(converted)
     st.subheader("Export")
     threads, xnnpack, _ = next(iter(k for k, v in st.session_state["lab_latency"].items() if v is latencies))
     report = build_report(dataset.summary(), {"architecture": model.label, "keras_accuracy": model.keras_accuracy},
-                          measurements, {}, environment(threads, xnnpack, tensorflow=None))  # fmt: skip
+                          measurements, {}, environment(threads, xnnpack, tensorflow=None),
+                          extras={name: {"layer_errors": [e.to_dict() for e in found]} for name, found in errors.items()})  # fmt: skip
     export_ui(report)

@@ -14,21 +14,23 @@ from ui.layout import need_model, variant_label
 st.title("Quantize")
 
 
-def choose_ui() -> tuple[list[str], int]:
+def choose_ui() -> tuple[list[str], int, dict]:
     st.write("Pick the variants to build. float32 is always built: it is the reference every other variant is measured against.")
     chosen = []
     previous = set(state.variants()) or set(registry.POST_TRAINING)
-    for variant in registry.VARIANTS.values():
-        ticked = st.checkbox(
-            f"**{variant.label}** (`{variant.name}`)",
-            value=variant.is_reference or variant.name in previous,
-            disabled=variant.is_reference,
-            key=f"pick_{variant.name}",
-            help=variant.explanation,
-        )
-        st.caption(variant.explanation)
-        if ticked:
-            chosen.append(variant.name)
+    for method, title in registry.METHOD_TITLES.items():
+        st.markdown(f"**{title}**")
+        for variant in (v for v in registry.VARIANTS.values() if v.method == method):
+            ticked = st.checkbox(
+                f"{variant.label} (`{variant.name}`)",
+                value=variant.is_reference or variant.name in previous,
+                disabled=variant.is_reference,
+                key=f"pick_{variant.name}",
+                help=variant.explanation,
+            )
+            st.caption(variant.explanation)
+            if ticked:
+                chosen.append(variant.name)
     needs = [name for name in chosen if registry.get(name).needs_calibration]
     calibration = st.slider(
         "Calibration images (for " + (", ".join(needs) or "int8 / int16x8") + ")",
@@ -36,28 +38,40 @@ def choose_ui() -> tuple[list[str], int]:
         value=state.remembered("calibration", DEFAULT_CALIBRATION), on_change=state.remember, args=("calibration",),
         help="Representative training images the converter runs to find each activation's range.",
     )  # fmt: skip
-    return chosen, int(calibration)
+    options = {}
+    if any(registry.get(name).needs_training_data for name in chosen):
+        options["qat_epochs"] = int(st.number_input(
+            "Quantization-aware training: fine-tuning epochs", min_value=1, max_value=10, key="qat_epochs",
+            value=state.remembered("qat_epochs", 1), on_change=state.remember, args=("qat_epochs",),
+            help="Epochs of training with the int8 rounding simulated, starting from the trained weights.",
+        ))  # fmt: skip
+    return chosen, int(calibration), options
 
 
-def convert_ui(model: state.LabModel, names: list[str], calibration: int) -> None:
+def convert_ui(model: state.LabModel, names: list[str], calibration: int, options: dict) -> None:
     if not st.button("Convert", key="convert", type="primary"):
         return
     dataset, _ = state.current_dataset()
+    if any(registry.get(name).needs_training_data for name in names):
+        options = {**options, "dataset": dataset}  # quantization-aware training fine-tunes on it
     bar = st.progress(0.0, text="Starting the worker (TensorFlow takes a few seconds to load)…")
     try:
         result = run_job(
             "convert",
             lambda report: bar.progress(min(max(report.fraction, 0.0), 1.0), text=report.message),
-            model_bytes=model.keras_bytes, names=names, calibration=calibration_sample(dataset.x_train, calibration),
+            model_bytes=model.keras_bytes, names=names, calibration=calibration_sample(dataset.x_train, calibration), **options,
         )  # fmt: skip
     except WorkerError as error:
         bar.empty()
         st.error(f"Conversion failed: {error}")
         return
-    bar.progress(1.0, text=f"Converted {len(result)} variant(s)")
+    converted, failures = result["converted"], result["failures"]
+    bar.progress(1.0, text=f"Converted {len(converted)} variant(s)")
+    for name, why in failures.items():
+        st.warning(f"{registry.get(name).label} could not be built: {why}")
     state.set_variants({
         name: state.ConvertedVariant(name, data, seconds, calibration if registry.get(name).needs_calibration else 0)
-        for name, (data, seconds) in result.items()
+        for name, (data, seconds) in converted.items()
     })  # fmt: skip
 
 
@@ -83,8 +97,8 @@ if model is not None:
     if not model.can_convert:
         st.info(f"{model.label} is a .tflite: it is compared as it is. Converting needs the Keras model it came from.")
     else:
-        names, calibration = choose_ui()
-        convert_ui(model, names, calibration)
+        names, calibration, options = choose_ui()
+        convert_ui(model, names, calibration, options)
     converted = state.variants()
     if converted:
         st.subheader("Converted")

@@ -47,11 +47,11 @@ def keras_predictions(keras_model, dataset):
 
 @pytest.fixture(scope="session")
 def conversions(keras_model, dataset):
-    """Every registered variant, converted once (slow ones are added by their own fixtures)."""
+    """Every registered variant, converted once: TFLiteConverter, LiteRT Quantizer and QAT alike."""
     from core import convert, variants
 
     calibration = convert.calibration_sample(dataset.x_train, 200)
-    return convert.convert_all(keras_model, list(variants.POST_TRAINING), calibration)
+    return convert.convert_all(keras_model, list(variants.VARIANTS), calibration, dataset=dataset)
 
 
 @pytest.fixture(scope="session")

@@ -105,3 +105,22 @@ def test_run_with_a_loaded_keras_model_and_a_subset_of_variants(mnist_small_repo
     report = json.loads((tmp_path / "r.json").read_text())
     assert [row["name"] for row in report["variants"]] == ["float32", "int8"]
     assert report["model"]["epochs"] == 0 and report["variants"][0]["accuracy"] >= 0.90
+
+
+def test_issue_4_comparison_qat_litert_quantizer_and_layer_errors(tmp_path):
+    """python -m core run … --variants float32,int8,qat_int8,dynamic_wi4_afp32,static_wi8_ai8 (+ dynamic for its size)."""
+    data = mnist_small_or_skip()
+    result = cli("run", "--data-dir", str(data), "--epochs", "1", "--runs", "300", "--json", str(tmp_path / "r.json"),
+                 "--variants", "float32,int8,qat_int8,dynamic_wi4_afp32,static_wi8_ai8,dynamic")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Running Calibration" not in result.stderr  # the quantizer's progress bars stay out of the CLI
+    rows = {row["name"]: row for row in json.loads((tmp_path / "r.json").read_text())["variants"]}
+    assert rows["qat_int8"]["accuracy"] >= rows["int8"]["accuracy"]
+    assert rows["dynamic_wi4_afp32"]["size_bytes"] <= 0.65 * rows["dynamic"]["size_bytes"]
+    for name, row in rows.items():
+        if name == "float32":
+            assert "layer_errors" not in row
+            continue
+        assert row["layer_errors"], name
+        for layer in row["layer_errors"]:
+            assert set(layer) >= {"tensor", "op", "rmse", "snr_db"}

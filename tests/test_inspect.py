@@ -5,7 +5,7 @@ from core.inspect import ModelFormatError, format_inspection, inspect_tflite
 from core.runtime import RuntimeModelError, probe
 
 
-@pytest.mark.parametrize("name", list(variants.POST_TRAINING))
+@pytest.mark.parametrize("name", list(variants.VARIANTS))
 def test_inspection_splits_the_file_into_weights_and_the_rest(name, tflites):
     inspection = inspect_tflite(tflites[name])
     assert inspection.size_bytes == len(tflites[name])

@@ -18,7 +18,9 @@ def lab_state(keras_model, conversions, dataset):
         label="Seed CNN (test)", keras_bytes=models.to_bytes(keras_model), summary=models.summarize(keras_model, "seed"),
         keras_accuracy=0.9, history=({"epoch": 1, "loss": 0.5, "accuracy": 0.85},), dataset_name=dataset.name,
     )  # fmt: skip
-    variants = {name: state.ConvertedVariant(name, result.tflite, result.seconds) for name, result in conversions.items()}
+    from core.variants import POST_TRAINING
+
+    variants = {name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds) for name in POST_TRAINING}
     return {
         "lab_dataset": state.DatasetChoice("upload", upload_label=dataset.name, requested="upload"),
         "lab_uploaded_dataset": dataset,
@@ -110,12 +112,13 @@ def test_compare_page_draws_every_chart_and_offers_exports(lab_state):
     at = page("pages/compare.py", lab_state)
     assert not at.exception
     charts = at.get("plotly_chart")
-    assert len(charts) >= 5  # size, accuracy, latency, trade-off, confusion
+    assert len(charts) >= 9  # size, accuracy, latency, trade-off, confusion, 2 × layer error, 2 × anatomy
     table = at.dataframe[0].value
     assert list(table["variant"]) == list(lab_state["lab_variants"])
     assert (table["agreement"] >= 0.97).all()
     assert at.session_state["lab_latency"]  # measured once, kept for the session
     assert "change their answer" in texts(at)
+    assert "not 4×" in texts(at)  # the anatomy explains dynamic range's size
 
 
 def test_compare_page_remeasures_with_other_threads_and_without_xnnpack(lab_state):
@@ -135,3 +138,34 @@ def test_draw_page_without_variants_points_to_quantize(lab_state):
     at = page("pages/draw.py", {**lab_state, "lab_variants": {}})
     assert not at.exception
     assert "No converted variants" in texts(at)
+
+
+def test_quantize_page_runs_quantization_aware_training_and_a_litert_recipe(lab_state):
+    session = {**lab_state, "lab_variants": {}}
+    at = page("pages/quantize.py", session)
+    for name in ("dynamic", "float16", "int8", "int16x8"):
+        at.checkbox(key=f"pick_{name}").uncheck()
+    at.checkbox(key="pick_qat_int8").check()
+    at.checkbox(key="pick_dynamic_wi4_afp32").check()
+    at.run()
+    assert at.number_input(key="qat_epochs").value == 1
+    at.button(key="convert").click().run()
+    assert not at.exception and not at.error and not at.warning
+    assert list(at.session_state["lab_variants"]) == ["float32", "qat_int8", "dynamic_wi4_afp32"]
+
+
+def test_quantize_page_says_plainly_when_qat_cannot_handle_the_model(lab_state):
+    import keras
+
+    inputs = keras.Input(shape=(28, 28))
+    functional = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    model = state.LabModel(label="functional.keras", keras_bytes=models.to_bytes(functional), summary=models.summarize(functional),
+                           keras_accuracy=0.1)  # fmt: skip
+    at = page("pages/quantize.py", {**lab_state, "lab_model": model, "lab_variants": {}})
+    for name in ("dynamic", "float16", "int8", "int16x8"):
+        at.checkbox(key=f"pick_{name}").uncheck()
+    at.checkbox(key="pick_qat_int8").check().run()
+    at.button(key="convert").click().run()
+    assert not at.exception
+    assert any("needs a Sequential model" in w.value for w in at.warning)
+    assert list(at.session_state["lab_variants"]) == ["float32"]  # the rest still converted

@@ -21,8 +21,8 @@ def test_train_then_convert_in_the_worker_returns_plain_values(dataset):
     assert any(r.metrics.get("epoch_end") for r in reports) and any("batch" in r.metrics for r in reports)
     converted = run_job("convert", model_bytes=trained["model_bytes"], names=["float32", "int8"],
                         calibration=small.x_train[:50])  # fmt: skip
-    assert set(converted) == {"float32", "int8"}
-    logits = LiteModel(converted["int8"][0]).predict_logits(small.x_test[:10])
+    assert set(converted["converted"]) == {"float32", "int8"} and converted["failures"] == {}
+    logits = LiteModel(converted["converted"]["int8"][0]).predict_logits(small.x_test[:10])
     assert logits.shape == (10, 10) and np.isfinite(logits).all()
 
 

@@ -25,3 +25,18 @@ def evaluate_tflite(name: str, digest: str, _tflite: bytes, dataset_key: str, _d
 
 def dataset_key(dataset: datasets.Dataset) -> str:
     return f"{dataset.name}:{dataset.train_size}:{dataset.test_size}:{float(np.sum(dataset.x_test[:50])):.3f}"
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def layer_errors_for(digest: str, float_digest: str, _float_tflite: bytes, _tflite: bytes, dataset_key: str, _images: np.ndarray):
+    """Per-layer error of one variant against float32 (keyed by both files' digests and the data)."""
+    from core.layer_errors import layer_errors
+
+    return layer_errors(_float_tflite, _tflite, _images)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def inspect_for(digest: str, _tflite: bytes):
+    from core.inspect import inspect_tflite
+
+    return inspect_tflite(_tflite)
