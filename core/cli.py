@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--architecture", default="seed", help="seed or wide (when training)")
     run.add_argument("--epochs", type=int, default=1)
     run.add_argument("--variants", default=",".join(registry.POST_TRAINING),
-                     help=f"comma-separated, from: {', '.join(registry.VARIANTS)}")  # fmt: skip
+                     help=f"comma-separated, from: {', '.join(registry.VARIANTS)}; or 'all'")  # fmt: skip
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--calibration", type=int, default=200, help="representative images for int8/int16x8")
     run.add_argument("--runs", type=int, default=1000, help="timed single-image invokes per variant")

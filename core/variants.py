@@ -99,7 +99,9 @@ def get(name: str) -> Variant:
 
 
 def parse_names(text: str) -> list[str]:
-    """'float32,int8' -> ['float32', 'int8'], each checked against the registry."""
+    """'float32,int8' -> ['float32', 'int8'], each checked against the registry; 'all' -> every variant."""
+    if text.strip() == "all":
+        return list(VARIANTS)
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
         raise ValueError("no variant named")

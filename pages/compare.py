@@ -97,6 +97,8 @@ def confusion_ui(measurements, dataset) -> None:
     matrix = measurements[name].evaluation.confusion
     figure = px.imshow(matrix, x=list(dataset.class_names), y=list(dataset.class_names), text_auto=True, color_continuous_scale="Blues",
                        labels={"x": "predicted", "y": "true", "color": "images"}, title=f"Confusion matrix: {name}")  # fmt: skip
+    figure.update_xaxes(dtick=1)
+    figure.update_yaxes(dtick=1)
     st.plotly_chart(figure, key="chart_confusion")
 
 
@@ -165,7 +167,8 @@ def anatomy_ui(converted) -> None:
         for dtype, size in inspection.weights_by_dtype().items():
             rows.append({"variant": name, "part": f"weights ({dtype})", "bytes": size})
         rows.append({"variant": name, "part": "graph, metadata, padding", "bytes": inspection.other_bytes})
-    stacked = px.bar(pd.DataFrame(rows), x="variant", y="bytes", color="part", title="What the bytes are")
+    stacked = px.bar(pd.DataFrame(rows), x="variant", y="bytes", color="part", title="What the bytes are",
+                     category_orders={"variant": list(inspections)})  # fmt: skip
     st.plotly_chart(stacked, key="chart_anatomy")
     reference = inspections.get(registry.REFERENCE)
     if reference is not None and "dynamic" in inspections:

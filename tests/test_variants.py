@@ -11,6 +11,7 @@ def test_registry_has_the_five_post_training_variants_with_explanations():
 
 def test_parse_names_checks_the_registry():
     assert variants.parse_names("int8, float32,int8") == ["int8", "float32"]
+    assert variants.parse_names("all") == list(variants.VARIANTS)
     with pytest.raises(ValueError, match="unknown variant 'int7'"):
         variants.parse_names("float32,int7")
     with pytest.raises(ValueError, match="no variant"):

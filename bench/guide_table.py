@@ -1,0 +1,26 @@
+"""The README's variant guide table, from a JSON report of `python -m core run`.
+
+    python -m core run --data-dir ../shared/data/mnist-small --epochs 1 --variants all --json out/all.json
+    python bench/guide_table.py out/all.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(path: str) -> None:
+    report = json.load(open(path))
+    print("| variant | bytes | × float32 | accuracy | agreement | p50 µs | weakest layer (SNR) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for row in report["variants"]:
+        measured = [layer for layer in row.get("layer_errors", []) if layer["snr_db"] is not None]
+        worst = min(measured, key=lambda layer: layer["snr_db"], default=None)
+        weakest = f"{worst['op']} {worst['snr_db']:.0f} dB" if worst else "—"
+        print(f"| `{row['name']}` | {row['size_bytes']:,} | {row['size_ratio']:.2f} | {row['accuracy']:.4f} | "
+              f"{row['agreement']:.4f} | {row['latency_us']['p50']:.1f} | {weakest} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "out/all.json")
