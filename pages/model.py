@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from core import datasets, models
@@ -15,7 +14,7 @@ from core.inspect import ModelFormatError, inspect_tflite
 from core.runtime import RuntimeModelError, probe
 from core.worker import WorkerError, run_job
 from ui import state
-from ui.layout import notice
+from ui.layout import epoch_chart, markdown_table, notice
 from ui.resources import load_dataset
 
 DATASET_LABELS = {
@@ -98,7 +97,7 @@ def train_ui(dataset: datasets.Dataset) -> None:
         bar.progress(min(max(report.fraction, 0.0), 1.0), text=report.message)
         if report.metrics.get("epoch_end"):
             epoch_rows.append({"epoch": report.metrics["epoch"], "loss": report.metrics["loss"], "accuracy": report.metrics["accuracy"]})
-            chart.line_chart(pd.DataFrame(epoch_rows).set_index("epoch"))
+            chart.plotly_chart(epoch_chart(epoch_rows), key=f"live_epochs_{len(epoch_rows)}")
 
     config = models.TrainConfig(preset=preset, epochs=int(epochs))
     try:
@@ -149,15 +148,15 @@ def model_ui(model: state.LabModel) -> None:
         left, right = st.columns(2)
         left.metric("Parameters", f"{model.summary.parameters:,}")
         right.metric(f"Keras test accuracy ({model.dataset_name})", f"{model.keras_accuracy:.4f}")
-        st.dataframe(pd.DataFrame(list(model.summary.layers), columns=["layer", "type", "output shape", "parameters"]),
-                     hide_index=True, width="stretch")  # fmt: skip
+        st.markdown(markdown_table(["layer", "type", "output shape", "parameters"],
+                                   [[name, kind, f"`{shape}`", f"{count:,}"] for name, kind, shape, count in model.summary.layers],
+                                   align="lllr"))  # fmt: skip
     else:
         inspection = inspect_tflite(model.uploaded_tflite)
         st.write(f"A .tflite of {inspection.size_bytes:,} bytes, input {list(inspection.inputs[0].shape_signature)} "
                  f"{inspection.inputs[0].dtype}; operators: {', '.join(inspection.operator_counts)}.")  # fmt: skip
     if model.history:
-        st.caption("Training, per epoch")
-        st.line_chart(pd.DataFrame(list(model.history)).set_index("epoch"))
+        st.plotly_chart(epoch_chart(list(model.history)), key="chart_epochs")
 
 
 dataset, choice = dataset_ui()

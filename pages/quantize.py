@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from core import variants as registry
 from core.convert import DEFAULT_CALIBRATION, calibration_sample
 from core.worker import WorkerError, run_job
 from ui import state
-from ui.layout import need_model, variant_label
+from ui.layout import markdown_table, need_model, variant_label
 
 st.title("Quantize")
 
@@ -77,15 +76,10 @@ def convert_ui(model: state.LabModel, names: list[str], calibration: int, option
 
 def results_ui(converted: dict[str, state.ConvertedVariant]) -> None:
     reference = converted.get(registry.REFERENCE)
-    rows = [{
-        "variant": variant_label(name),
-        "bytes": len(item.tflite),
-        "× float32": len(item.tflite) / len(reference.tflite) if reference else None,
-        "convert (s)": round(item.seconds, 2),
-    } for name, item in converted.items()]  # fmt: skip
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"bytes": st.column_config.NumberColumn(format="localized"),
-                                "× float32": st.column_config.NumberColumn(format="%.2f")})  # fmt: skip
+    rows = [[f"{variant_label(name)} (`{name}`)", f"{len(item.tflite):,}",
+             f"{len(item.tflite) / len(reference.tflite):.2f}" if reference else "–", f"{item.seconds:.2f}"]
+            for name, item in converted.items()]  # fmt: skip
+    st.markdown(markdown_table(["variant", "bytes", "× float32", "convert (s)"], rows, align="lrrr"))
     columns = st.columns(min(len(converted), 5))
     for slot, (name, item) in enumerate(converted.items()):
         columns[slot % len(columns)].download_button(f"⬇ {name}.tflite", item.tflite, file_name=f"{name}.tflite",

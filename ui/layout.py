@@ -63,3 +63,26 @@ def variant_label(name: str) -> str:
     from core import variants
 
     return variants.VARIANTS[name].label if name in variants.VARIANTS else name
+
+
+def markdown_table(header: list[str], rows: list[list], align: str = "") -> str:
+    """A small table as Markdown. Model and Quantize show their tables this way rather than with
+    st.dataframe, which loads pandas (~80 MB) into the server while a worker is training."""
+    align = align or "l" * len(header)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def epoch_chart(history: list[dict]):
+    """Loss and accuracy per epoch (plotly graph_objects: no pandas needed)."""
+    import plotly.graph_objects as go
+
+    epochs = [row["epoch"] for row in history]
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=epochs, y=[row["loss"] for row in history], name="loss", mode="lines+markers"))
+    figure.add_trace(go.Scatter(x=epochs, y=[row["accuracy"] for row in history], name="accuracy", mode="lines+markers", yaxis="y2"))
+    figure.update_layout(height=280, margin={"t": 30, "b": 30}, title="Training, per epoch", xaxis={"title": "epoch", "dtick": 1},
+                         yaxis={"title": "loss"}, yaxis2={"title": "accuracy", "overlaying": "y", "side": "right"})  # fmt: skip
+    return figure
