@@ -170,3 +170,71 @@ def test_quantize_page_says_plainly_when_qat_cannot_handle_the_model(lab_state):
     assert not at.exception
     assert any("needs a Sequential model" in w.value for w in at.warning)
     assert list(at.session_state["lab_variants"]) == ["float32"]  # the rest still converted
+
+
+# -- uploads: every bad file gets a message, a good one is used -----------------------------------
+
+
+def upload_model(lab_state, name: str, data: bytes) -> AppTest:
+    at = page("pages/model.py", {k: lab_state[k] for k in ("lab_dataset", "lab_uploaded_dataset")})
+    at.file_uploader(key="model_upload").set_value((name, data, "application/octet-stream")).run()
+    at.button(key="use_model").click().run()
+    assert not at.exception
+    return at
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("broken.tflite", lambda t: t["float32"][:500], "broken.tflite cannot be used"),
+        ("text.tflite", lambda t: b"hello, not a model", "identifier"),
+        ("garbage.keras", lambda t: b"garbage", "not a .keras file"),
+        ("garbage.h5", lambda t: b"PK\x03\x04 not hdf5", "not an HDF5"),
+    ],
+)
+def test_a_bad_model_upload_gets_a_clear_message_and_changes_nothing(lab_state, tflites, name, make, message):
+    at = upload_model(lab_state, name, make(tflites))
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert "lab_model" not in at.session_state
+
+
+def test_a_keras_model_with_a_lambda_layer_is_refused(lab_state, tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "lambda.keras")
+    at = upload_model(lab_state, "lambda.keras", (tmp_path / "lambda.keras").read_bytes())
+    assert any("Lambda" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_an_uploaded_tflite_is_compared_as_it_is(lab_state, tflites):
+    at = upload_model(lab_state, "mine.tflite", tflites["int8"])
+    assert not at.error
+    assert list(at.session_state["lab_variants"]) == ["uploaded"]
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and at.dataframe[0].value["variant"].tolist() == ["uploaded"]
+
+
+def test_an_uploaded_keras_model_is_loaded_in_the_worker(lab_state, keras_model):
+    at = upload_model(lab_state, "seed.keras", models.to_bytes(keras_model))
+    assert not at.error
+    assert at.session_state["lab_model"].summary.parameters == 20410
+
+
+def test_dataset_upload_accepts_idx_files_and_refuses_a_bad_npz(lab_state, tmp_path):
+    from core import datasets
+
+    at = page("pages/model.py", {"lab_dataset": state.DatasetChoice("digits", requested="digits")})
+    at.selectbox(key="dataset_select").set_value("upload").run()
+    at.file_uploader(key="dataset_upload").set_value(("bad.npz", b"not a zip", "application/octet-stream")).run()
+    at.button(key="use_dataset").click().run()
+    assert not at.exception and any("bad.npz: not a readable" in e.value for e in at.error)
+
+    digits = datasets.load_offline_digits()
+    datasets.save_idx(tmp_path, digits)
+    files = [(path.name, path.read_bytes(), "application/gzip") for path in sorted(tmp_path.iterdir())]
+    at.file_uploader(key="dataset_upload").set_value(files).run()
+    at.button(key="use_dataset").click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["lab_dataset"].name == "upload"
+    assert at.session_state["lab_uploaded_dataset"].train_size == digits.train_size
