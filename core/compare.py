@@ -113,17 +113,13 @@ def time_variants(tflites: dict[str, bytes], evaluations: dict[str, EvaluationRe
     return results
 
 
-def measure_variants(tflites: dict[str, bytes], dataset: Dataset, threads: int = 1, xnnpack: bool = True,
-                     runs: int = DEFAULT_RUNS, convert_seconds: dict[str, float] | None = None,
-                     progress: ProgressFn = ignore) -> dict[str, VariantMeasurement]:  # fmt: skip
-    """Evaluate every variant on the test set, then time a single-image invoke of each."""
-    evaluations = evaluate_variants(tflites, dataset, threads, xnnpack, progress)
-    return time_variants(tflites, evaluations, dataset.x_test[:256], threads, xnnpack, runs, convert_seconds, progress)
-
-
 def layer_errors_by_variant(tflites: dict[str, bytes], images: np.ndarray, progress: ProgressFn = ignore) -> dict[str, list]:
-    """Per-layer error against float32 for every other variant (empty when float32 is absent)."""
-    from core.layer_errors import layer_errors
+    """Per-layer error against float32 for every other variant (empty when float32 is absent).
+
+    For the LiteRT Quantizer's recipes, each layer also carries the quantizer's own validation of
+    the same tensor (``validator_snr_db``) as a cross-check of ours.
+    """
+    from core.layer_errors import layer_errors, litert_quantizer_snr_db, with_validator
 
     if registry.REFERENCE not in tflites:
         return {}
@@ -132,13 +128,13 @@ def layer_errors_by_variant(tflites: dict[str, bytes], images: np.ndarray, progr
     for index, name in enumerate(others):
         progress(Progress("layers", index / len(others), f"per-layer error of {name} on {len(images)} images"))
         results[name] = layer_errors(tflites[registry.REFERENCE], tflites[name], images)
+        variant = registry.VARIANTS.get(name)
+        if variant is not None and variant.method == registry.METHOD_LITERT_QUANTIZER:
+            validator = litert_quantizer_snr_db(tflites[registry.REFERENCE], tflites[name], variant.recipe, images[:20])
+            results[name] = with_validator(results[name], validator)
     return results
 
 
 def size_ratio(measurements: dict[str, VariantMeasurement], name: str) -> float:
     reference = measurements.get(registry.REFERENCE)
     return measurements[name].size_bytes / reference.size_bytes if reference else float("nan")
-
-
-def flips_between(reference: EvaluationResult, other: EvaluationResult) -> np.ndarray:
-    return np.flatnonzero(reference.predictions != other.predictions)

@@ -104,7 +104,7 @@ REMOTE_SOURCES = {
 OFFLINE = "digits"
 DATASET_NAMES = ("mnist", "fashion-mnist", OFFLINE)
 
-ProgressFn = Callable[[str, int, int], None]  # (file name, bytes done, bytes total or 0)
+DownloadProgressFn = Callable[[str, int, int], None]  # (file name, bytes done, bytes total or 0)
 
 
 def keras_cache_dir() -> Path:
@@ -125,7 +125,7 @@ def checksum_matches(path: Path, checksum: str) -> bool:
     return file_digest(path, algorithm) == expected
 
 
-def download(url: str, target: Path, checksum: str, progress: ProgressFn | None = None, timeout: float = 30) -> Path:
+def download(url: str, target: Path, checksum: str, progress: DownloadProgressFn | None = None, timeout: float = 30) -> Path:
     """Download url to target (atomically), verifying the checksum; a cached good copy is reused."""
     if target.exists() and checksum_matches(target, checksum):
         return target
@@ -151,7 +151,7 @@ def download(url: str, target: Path, checksum: str, progress: ProgressFn | None 
     return target
 
 
-def fetch(name: str, origin: str | None = None, cache_dir: Path | None = None, progress: ProgressFn | None = None) -> Dataset:
+def fetch(name: str, origin: str | None = None, cache_dir: Path | None = None, progress: DownloadProgressFn | None = None) -> Dataset:
     """Download (or reuse the cached copy of) MNIST or Fashion-MNIST, as keras.datasets does."""
     source = REMOTE_SOURCES.get(name)
     if source is None:
@@ -307,7 +307,7 @@ class LoadedDataset:
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None, origin: str | None = None,
-         fallback: bool = True, progress: ProgressFn | None = None) -> LoadedDataset:  # fmt: skip
+         fallback: bool = True, progress: DownloadProgressFn | None = None) -> LoadedDataset:  # fmt: skip
     """The dataset the CLI and the app ask for: a local path wins, then a download; offline
     digits when a download fails and fallback is allowed."""
     if data_dir:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
-
-from core.runtime import LiteModel
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,13 +49,3 @@ def score(predictions: np.ndarray, labels: np.ndarray, num_classes: int, referen
         seconds=seconds,
         images=len(predictions),
     )
-
-
-def evaluate(model: LiteModel, images: np.ndarray, labels: np.ndarray, num_classes: int = 10,
-             reference: np.ndarray | None = None) -> EvaluationResult:  # fmt: skip
-    """Run the whole test set through the interpreter in batches and score it."""
-    start = time.perf_counter()
-    probabilities = model.predict_probabilities(images)
-    seconds = time.perf_counter() - start
-    predictions = probabilities.argmax(axis=-1)
-    return score(predictions, labels, num_classes, reference, probabilities, seconds)

@@ -15,7 +15,7 @@ For ``qat_int8`` the difference also holds what fine-tuning changed, not only th
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -31,9 +31,14 @@ class LayerError:
     rmse: float
     snr_db: float | None  # None when the outputs are identical (no error at all)
     float_range: float  # max − min of the float activations, for scale
+    # The LiteRT Quantizer's own validation of the same tensor (its recipes only), as a cross-check.
+    validator_snr_db: float | None = None
 
     def to_dict(self) -> dict:
-        return {key: (round(value, 6) if isinstance(value, float) else value) for key, value in asdict(self).items()}
+        data = {key: (round(value, 6) if isinstance(value, float) else value) for key, value in asdict(self).items()}
+        if data["validator_snr_db"] is None:
+            del data["validator_snr_db"]
+        return data
 
 
 def _compute_outputs(model: LiteModel, images: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
@@ -79,3 +84,30 @@ def layer_errors(float_tflite: bytes, quantized_tflite: bytes, images: np.ndarra
         errors.append(LayerError(name, op, float(np.sqrt(np.mean(difference**2))), snr,
                                  float(float_values.max() - float_values.min())))  # fmt: skip
     return errors
+
+
+def litert_quantizer_snr_db(float_tflite: bytes, quantized_tflite: bytes, recipe_name: str, images: np.ndarray) -> dict[str, float]:
+    """The LiteRT Quantizer's own per-tensor validation (SNR, converted to dB), where it applies:
+    to a model that one of its recipes produced. Keyed by tensor name."""
+    import contextlib
+    import io
+    import warnings
+
+    from litert_quantizer import quantizer, recipe
+    from litert_quantizer.utils import validation_utils
+
+    signatures = LiteModel(float_tflite).interpreter.get_signature_list()
+    key = next(iter(signatures))
+    name = signatures[key]["inputs"][0]
+    job = quantizer.Quantizer(bytearray(float_tflite), getattr(recipe, recipe_name)(), previous_quantized_model=bytearray(quantized_tflite))
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = job.validate(test_data={key: [{name: image[None].astype(np.float32)} for image in images]},
+                              error_metrics=[validation_utils.ValidationErrorMetric.SNR], use_xnnpack=False, num_threads=1)  # fmt: skip
+    if isinstance(result, dict):
+        result = next(iter(result.values()))
+    return {tensor: float(10 * np.log10(values["snr"])) for tensor, values in result.get_all_tensor_results().items() if values.get("snr", 0) > 0}
+
+
+def with_validator(errors: list[LayerError], validator: dict[str, float]) -> list[LayerError]:
+    return [replace(error, validator_snr_db=validator.get(error.tensor)) for error in errors]

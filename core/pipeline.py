@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from core import variants as registry
 from core.compare import ParallelEvaluation, VariantMeasurement, layer_errors_by_variant, time_variants
 from core.convert import DEFAULT_CALIBRATION, calibration_sample
-from core.datasets import OFFLINE, load
+from core.datasets import load
 from core.latency import DEFAULT_RUNS
 from core.progress import Progress, ProgressFn, ignore
 from core.report import build_report, environment
@@ -116,5 +116,3 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
     )
     return RunResult(report, loaded.notice, models.to_bytes(model), tflites, measurements)
 
-
-__all__ = ["RunConfig", "RunResult", "run", "OFFLINE", "DEFAULT_RUNS"]

@@ -142,13 +142,17 @@ def layer_errors_ui(converted, dataset) -> dict[str, list]:
     for name, found in errors.items():
         for position, error in enumerate(found, start=1):
             rows.append({"variant": name, "layer": f"{position}. {error.op}", "tensor": error.tensor, "rmse": error.rmse,
-                         "snr_db": error.snr_db, "identical": error.snr_db is None})  # fmt: skip
+                         "snr_db": error.snr_db, "identical": error.snr_db is None,
+                         "LiteRT Quantizer's own SNR": error.validator_snr_db})  # fmt: skip
     frame = pd.DataFrame(rows)
     ceiling = max(100.0, float(frame["snr_db"].max(skipna=True) or 0) + 10)
     frame["snr_shown"] = frame["snr_db"].fillna(ceiling)
     name = st.selectbox("Variant", list(errors), format_func=variant_label, key="layer_variant")
     ranked = frame[frame["variant"] == name].sort_values("snr_shown")
-    ranked_chart = px.bar(ranked, x="snr_shown", y="layer", orientation="h", hover_data=["tensor", "rmse", "snr_db"],
+    if ranked["LiteRT Quantizer's own SNR"].notna().any():
+        st.caption("For this recipe, hover a bar to see the LiteRT Quantizer's own validation of the same tensor beside ours.")
+    ranked_chart = px.bar(ranked, x="snr_shown", y="layer", orientation="h",
+                          hover_data=["tensor", "rmse", "snr_db", "LiteRT Quantizer's own SNR"],
                           title=f"{name}: layers ranked by error (worst at the top)", labels={"snr_shown": "SNR (dB)"})  # fmt: skip
     ranked_chart.update_yaxes(categoryorder="array", categoryarray=list(ranked["layer"])[::-1])
     st.plotly_chart(ranked_chart, key="chart_layers")

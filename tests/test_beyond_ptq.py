@@ -73,3 +73,20 @@ def test_layer_errors_rank_the_schemes_as_their_bits_say(tflites, dataset):
     assert snr("dynamic", "FULLY_CONNECTED") > snr("dynamic_wi4_afp32", "FULLY_CONNECTED")  # int8 weights beat int4
     # The converter leaves the tiny 3×3×12 conv kernel unquantized in dynamic range: identical output.
     assert snr("dynamic", "CONV_2D") is None
+
+
+@pytest.mark.parametrize("name, tolerance_db", [("dynamic_wi4_afp32", 1.0), ("weight_only_wi8_afp32", 1.0), ("static_wi8_ai8", 5.0)])
+def test_our_layer_errors_agree_with_the_litert_quantizers_own_validation(name, tolerance_db, tflites, dataset):
+    """Both compare the same tensors on the same images. On the static recipes the two differ by a
+    few dB inside the network, and at the int8 output, which saturates at the calibrated range in
+    the interpreter (raw values at −128/127), the quantizer's validation reports far less error than
+    the interpreter's output shows: that output layer is left out here and reported in the README."""
+    from core.compare import layer_errors_by_variant
+
+    errors = layer_errors_by_variant({"float32": tflites["float32"], name: tflites[name]}, dataset.x_test[:20])[name]
+    checked = [e for e in errors if e.validator_snr_db is not None and e.snr_db is not None]
+    if name.startswith("static_"):
+        checked = [e for e in checked if e.op != "FULLY_CONNECTED"]
+    assert checked, "no layer matched the quantizer's tensor names"
+    for error in checked:
+        assert abs(error.snr_db - error.validator_snr_db) < tolerance_db, error
