@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.browser import chromium_page, draw_stroke, go_to, serve_app, wait_idle  # noqa: E402
+from tests.browser import chromium_page, convert_variants, draw_stroke, go_to, serve_app, train_model, wait_idle  # noqa: E402
 
 WATCH = """() => {
   window.__strokes = [];
@@ -91,17 +91,8 @@ def main() -> None:
             wait_idle(page)
             first_render = time.perf_counter() - start
 
-            go_to(page, "Model")
-            page.locator(".st-key-train button").click()
-            page.get_by_text("Current model", exact=False).first.wait_for(timeout=300_000)
-            wait_idle(page)
-            go_to(page, "Quantize")
-            for name in ("float16", "int16x8"):
-                page.locator(f".st-key-pick_{name} label").click()
-                wait_idle(page)
-            page.locator(".st-key-convert button").click()
-            page.get_by_text("Converted", exact=True).first.wait_for(timeout=300_000)
-            wait_idle(page)
+            train_model(page)
+            convert_variants(page)  # float32, dynamic, int8
             go_to(page, "Compare")
             page.locator(".st-key-chart_confusion").wait_for(timeout=300_000)
             go_to(page, "Draw")

@@ -120,3 +120,22 @@ def draw_stroke(page, points: list[tuple[float, float]], box=None) -> None:
 
 SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.55, 0.5), (0.45, 0.85)]
 ONE = [(0.5, 0.15), (0.5, 0.85)]
+
+
+def train_model(page, timeout: float = 300_000) -> None:
+    """On the Model page: press Train and wait for the trained model to be shown."""
+    go_to(page, "Model")
+    page.locator(".st-key-train button").click()
+    page.get_by_text("Current model", exact=False).first.wait_for(timeout=timeout)
+    wait_idle(page)
+
+
+def convert_variants(page, untick: tuple[str, ...] = ("float16", "int16x8"), timeout: float = 300_000) -> None:
+    """On the Quantize page: untick some of the default variants, convert, wait for the table."""
+    go_to(page, "Quantize")
+    for name in untick:
+        page.locator(f".st-key-pick_{name} label").click()
+        wait_idle(page)
+    page.locator(".st-key-convert button").click()
+    page.get_by_text("Converted", exact=True).first.wait_for(timeout=timeout)
+    wait_idle(page)

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import ONE, SEVEN, browser_available, chromium_page, draw_stroke, go_to, serve_app, wait_idle
+from tests.browser import (
+    ONE,
+    SEVEN,
+    browser_available,
+    chromium_page,
+    convert_variants,
+    draw_stroke,
+    go_to,
+    serve_app,
+    train_model,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
@@ -47,23 +58,14 @@ def test_1_home_starts_offline_on_the_digits_with_a_notice(app_page):
 
 def test_2_model_trains_on_the_offline_digits(app_page):
     page, _ = app_page
-    go_to(page, "Model")
-    page.locator(".st-key-train button").click()
-    page.get_by_text("Current model", exact=False).first.wait_for(timeout=180_000)
-    wait_idle(page)
+    train_model(page)
     shot(page, "2-model")
     assert page.get_by_text("Keras test accuracy", exact=False).first.is_visible()
 
 
 def test_3_quantize_converts_float32_dynamic_and_int8(app_page):
     page, _ = app_page
-    go_to(page, "Quantize")
-    for name in ("float16", "int16x8"):
-        page.locator(f".st-key-pick_{name} label").click()
-        wait_idle(page)
-    page.locator(".st-key-convert button").click()
-    page.get_by_text("Converted", exact=True).first.wait_for(timeout=180_000)
-    wait_idle(page)
+    convert_variants(page, untick=("float16", "int16x8"))
     shot(page, "3-quantize")
     for name in ("float32", "dynamic", "int8"):
         assert page.locator(f".st-key-download_{name}").is_visible()
