@@ -86,6 +86,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def to_probabilities(scores: np.ndarray) -> np.ndarray:
+    """A model's outputs as probabilities: softmax of logits, or as they are if the model already
+    ends in a softmax (non-negative rows summing to 1)."""
+    already = np.all(scores >= 0) and np.allclose(scores.sum(axis=-1), 1.0, atol=2e-2)
+    return scores if already else softmax(scores)
+
+
 class LiteModel:
     """A .tflite classifier ready to run on the lab's images."""
 
@@ -166,9 +173,7 @@ class LiteModel:
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
     def predict_probabilities(self, images: np.ndarray) -> np.ndarray:
-        scores = self.predict_logits(images)
-        looks_like_probabilities = np.all(scores >= 0) and np.allclose(scores.sum(axis=-1), 1.0, atol=2e-2)
-        return scores if looks_like_probabilities else softmax(scores)
+        return to_probabilities(self.predict_logits(images))
 
     # -- inspection of a run --------------------------------------------------------------------------
     def tensor_details(self) -> list[dict]:

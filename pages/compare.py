@@ -38,7 +38,7 @@ def evaluations_ui(converted, dataset):
     return {name: results[name] for name in converted}, agreement, names[0]
 
 
-def latency_ui(converted, dataset) -> dict:
+def latency_ui(converted, dataset) -> tuple[dict, int, bool]:
     left, middle, right = st.columns(3)
     threads = left.slider("Threads", 1, max(1, os.cpu_count() or 1), value=state.remembered("threads", 1), key="threads",
                           on_change=state.remember, args=("threads",))  # fmt: skip
@@ -57,7 +57,7 @@ def latency_ui(converted, dataset) -> dict:
             measured[name] = invoke_latency(model, dataset.x_test[0], name, runs=runs)
         bar.empty()
         cache[settings] = measured
-    return cache[settings]
+    return cache[settings], threads, xnnpack
 
 
 def charts_ui(measurements: dict[str, VariantMeasurement], reference: str) -> None:
@@ -206,7 +206,7 @@ if model is not None and converted:
                f"{registry.REFERENCE if registry.REFERENCE in converted else 'the first variant'}.")  # fmt: skip
     evaluations, agreement, reference = evaluations_ui(converted, dataset)
     st.subheader("Latency")
-    latencies = latency_ui(converted, dataset)
+    latencies, threads, xnnpack = latency_ui(converted, dataset)
     measurements = {}
     for name, item in converted.items():
         evaluation = evaluations[name]
@@ -225,7 +225,6 @@ if model is not None and converted:
     st.subheader("Model anatomy")
     anatomy_ui(converted)
     st.subheader("Export")
-    threads, xnnpack, _ = next(iter(k for k, v in st.session_state["lab_latency"].items() if v is latencies))
     report = build_report(dataset.summary(), {"architecture": model.label, "keras_accuracy": model.keras_accuracy},
                           measurements, {}, environment(threads, xnnpack, tensorflow=None),
                           extras={name: {"layer_errors": [e.to_dict() for e in found]} for name, found in errors.items()})  # fmt: skip

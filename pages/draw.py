@@ -14,7 +14,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from core import variants as registry
 from core.images import canvas_png_to_grey, mnist_style
-from core.runtime import LiteModel, softmax
+from core.runtime import LiteModel, to_probabilities
 from ui import state
 from ui.layout import need_model, need_variants, variant_label
 
@@ -46,9 +46,7 @@ def predict(models: dict[str, LiteModel], digit: np.ndarray) -> dict[str, tuple[
         start = time.perf_counter_ns()
         model.invoke()
         elapsed_us = (time.perf_counter_ns() - start) / 1000
-        scores = model.output_logits()[0]
-        probabilities = scores if np.all(scores >= 0) and abs(scores.sum() - 1) < 0.02 else softmax(scores)
-        answers[name] = (probabilities, elapsed_us)
+        answers[name] = (to_probabilities(model.output_logits()[0]), elapsed_us)
     return answers
 
 
