@@ -129,10 +129,11 @@ def layer_errors_ui(converted, dataset) -> dict[str, list]:
         return {}
     reference = converted[registry.REFERENCE]
     images = dataset.x_test[:LAYER_SAMPLE]
-    errors = {
-        name: layer_errors_for(item.digest, reference.digest, reference.tflite, item.tflite, dataset_key(dataset), images)
-        for name, item in converted.items() if name != registry.REFERENCE
-    }  # fmt: skip
+    with st.spinner("Comparing every layer of every variant with float32…"):
+        errors = {
+            name: layer_errors_for(name, item.digest, reference.digest, reference.tflite, item.tflite, dataset_key(dataset), images)
+            for name, item in converted.items() if name != registry.REFERENCE
+        }  # fmt: skip
     if not errors:
         st.caption("Convert a quantized variant to see where its error comes from.")
         return {}

@@ -238,3 +238,11 @@ def test_dataset_upload_accepts_idx_files_and_refuses_a_bad_npz(lab_state, tmp_p
     assert not at.exception and not at.error
     assert at.session_state["lab_dataset"].name == "upload"
     assert at.session_state["lab_uploaded_dataset"].train_size == digits.train_size
+
+
+def test_compare_page_shows_the_litert_quantizers_own_validation_beside_ours(lab_state, conversions):
+    variants = {name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds)
+                for name in ("float32", "dynamic_wi4_afp32")}  # fmt: skip
+    at = page("pages/compare.py", {**lab_state, "lab_variants": variants})
+    assert not at.exception
+    assert "LiteRT Quantizer's own validation" in texts(at)

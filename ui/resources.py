@@ -28,11 +28,13 @@ def dataset_key(dataset: datasets.Dataset) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def layer_errors_for(digest: str, float_digest: str, _float_tflite: bytes, _tflite: bytes, dataset_key: str, _images: np.ndarray):
-    """Per-layer error of one variant against float32 (keyed by both files' digests and the data)."""
-    from core.layer_errors import layer_errors
+def layer_errors_for(name: str, digest: str, float_digest: str, _float_tflite: bytes, _tflite: bytes, dataset_key: str,
+                     _images: np.ndarray):  # fmt: skip
+    """Per-layer error of one variant against float32 (keyed by both files' digests and the data),
+    with the LiteRT Quantizer's own validation beside it for its recipes."""
+    from core.compare import layer_errors_by_variant
 
-    return layer_errors(_float_tflite, _tflite, _images)
+    return layer_errors_by_variant({"float32": _float_tflite, name: _tflite}, _images)[name]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
