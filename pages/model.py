@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -65,7 +66,9 @@ def load_uploaded_dataset(files) -> datasets.Dataset:
             if len(files) > 1:
                 raise DatasetError("give either one .npz or the four IDX files, not both")
             return datasets.load_local(Path(folder) / npz[0])
-        return datasets.load_local(folder)
+        # Named after the upload, not the temporary folder it was read from.
+        return dataclasses.replace(datasets.load_local(folder), name="your IDX files",
+                                   source=f"your upload: {', '.join(sorted(file.name for file in files))}")  # fmt: skip
 
 
 def samples_ui(dataset: datasets.Dataset) -> None:

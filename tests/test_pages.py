@@ -238,6 +238,7 @@ def test_dataset_upload_accepts_idx_files_and_refuses_a_bad_npz(lab_state, tmp_p
     assert not at.exception and not at.error
     assert at.session_state["lab_dataset"].name == "upload"
     assert at.session_state["lab_uploaded_dataset"].train_size == digits.train_size
+    assert at.session_state["lab_uploaded_dataset"].name == "your IDX files"
 
 
 def test_compare_page_shows_the_litert_quantizers_own_validation_beside_ours(lab_state, conversions):
