@@ -99,9 +99,7 @@ def _litert_quantizer(model, variant: registry.Variant, calibration: np.ndarray 
     if job.need_calibration:
         from core.runtime import LiteModel
 
-        signatures = LiteModel(float_tflite).interpreter.get_signature_list()
-        key = next(iter(signatures))
-        name = signatures[key]["inputs"][0]
+        key, name = LiteModel(float_tflite).signature_input()
         shaped = _model_input(model, calibration) if model is not None else calibration.astype(np.float32)
         # Its calibration draws a progress bar and warns about preserved tensors: not for our users.
         with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():

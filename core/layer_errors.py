@@ -96,9 +96,7 @@ def litert_quantizer_snr_db(float_tflite: bytes, quantized_tflite: bytes, recipe
     from litert_quantizer import quantizer, recipe
     from litert_quantizer.utils import validation_utils
 
-    signatures = LiteModel(float_tflite).interpreter.get_signature_list()
-    key = next(iter(signatures))
-    name = signatures[key]["inputs"][0]
+    key, name = LiteModel(float_tflite).signature_input()
     job = quantizer.Quantizer(bytearray(float_tflite), getattr(recipe, recipe_name)(), previous_quantized_model=bytearray(quantized_tflite))
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -175,6 +175,13 @@ class LiteModel:
     def predict_probabilities(self, images: np.ndarray) -> np.ndarray:
         return to_probabilities(self.predict_logits(images))
 
+    def signature_input(self) -> tuple[str, str]:
+        """(signature key, input name) of the model's first signature, as the LiteRT Quantizer
+        wants its calibration and validation data keyed."""
+        signatures = self.interpreter.get_signature_list()
+        key = next(iter(signatures))
+        return key, signatures[key]["inputs"][0]
+
     # -- inspection of a run --------------------------------------------------------------------------
     def tensor_details(self) -> list[dict]:
         return self.interpreter.get_tensor_details()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -14,6 +13,7 @@ import streamlit as st
 
 from core import variants as registry
 from core.compare import VariantMeasurement, reference_first
+from core.evaluate import score
 from core.latency import invoke_latency
 from core.report import build_report, environment, to_csv
 from core.runtime import LiteModel
@@ -33,9 +33,7 @@ def evaluations_ui(converted, dataset):
         item = converted[name]
         results[name] = evaluate_tflite(name, item.digest, item.tflite, dataset_key(dataset), dataset)
     bar.empty()
-    reference = results[names[0]].predictions
-    agreement = {name: float(np.mean(result.predictions == reference)) for name, result in results.items()}
-    return {name: results[name] for name in converted}, agreement, names[0]
+    return {name: results[name] for name in converted}, names[0]
 
 
 def latency_ui(converted, dataset) -> tuple[dict, int, bool]:
@@ -205,14 +203,15 @@ if model is not None and converted:
     dataset, choice = state.current_dataset()
     st.caption(f"On the {dataset.test_size:,} test images of {dataset.name}. Agreement is measured against "
                f"{registry.REFERENCE if registry.REFERENCE in converted else 'the first variant'}.")  # fmt: skip
-    evaluations, agreement, reference = evaluations_ui(converted, dataset)
+    evaluations, reference = evaluations_ui(converted, dataset)
     st.subheader("Latency")
     latencies, threads, xnnpack = latency_ui(converted, dataset)
     measurements = {}
     for name, item in converted.items():
-        evaluation = evaluations[name]
-        flips = np.flatnonzero(evaluation.predictions != evaluations[reference].predictions)
-        evaluation = dataclasses.replace(evaluation, agreement=agreement[name], flips=flips)
+        # Each variant was evaluated (and cached) alone: score it again against the reference.
+        alone = evaluations[name]
+        evaluation = score(alone.predictions, dataset.y_test, len(dataset.class_names), evaluations[reference].predictions,
+                           alone.probabilities, alone.seconds)  # fmt: skip
         measurements[name] = VariantMeasurement(name, len(item.tflite), evaluation, latencies[name], float("nan"), item.seconds)
     st.session_state["lab_compared"] = True
     st.subheader("Side by side")

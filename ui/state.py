@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import streamlit as st
 
@@ -53,7 +54,7 @@ class ConvertedVariant:
     seconds: float
     calibration: int = 0
 
-    @property
+    @cached_property  # read on every Draw stroke: hash the file once
     def digest(self) -> str:
         return hashlib.sha1(self.tflite).hexdigest()[:16]
 
