@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,55 @@ class Dataset:
 
     def summary(self) -> dict:
         return {"name": self.name, "source": self.source, "train_size": self.train_size, "test_size": self.test_size}
+
+    @cached_property  # a dataset is read-only once built: hash its ~200 MB once
+    def digest(self) -> str:
+        """A digest of the content (every image, every label, the class names), not of the name:
+        the key of every cached result that depends on the data."""
+        hasher = hashlib.blake2b(digest_size=16)
+        hasher.update("\x1f".join(self.class_names).encode())
+        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+            hasher.update(f"{array.dtype.str}{array.shape}".encode())
+            hasher.update(np.ascontiguousarray(array).data)
+        return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset by reference, as it crosses a process boundary: a built-in name, or a file or
+    folder saved once, plus the content digest it must have. Arrays never travel."""
+
+    name: str  # "mnist", "fashion-mnist", "digits", or a label for a saved file
+    digest: str
+    path: str = ""  # a .npz file or IDX folder; "" for a built-in dataset
+    class_names: tuple[str, ...] = DIGIT_CLASSES
+
+    @classmethod
+    def of(cls, dataset: Dataset, path: str | os.PathLike = "") -> DatasetRef:
+        return cls(dataset.name, dataset.digest, str(path), dataset.class_names)
+
+    def resolve(self) -> Dataset:
+        """Load the dataset this names and check that it is the one meant."""
+        if self.path:
+            dataset = load_local(self.path, self.class_names)
+            dataset = Dataset(self.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
+                              dataset.class_names, dataset.source)  # fmt: skip
+        elif self.name in DATASET_NAMES:
+            dataset = load(self.name, fallback=False).dataset
+        else:
+            raise DatasetError(f"{self.name}: not a built-in dataset and no file given")
+        if dataset.digest != self.digest:
+            raise DatasetError(f"{self.name}: its content changed since it was chosen (digest {dataset.digest} ≠ {self.digest})")
+        return dataset
+
+
+def save_npz(path: Path, dataset: Dataset) -> Path:
+    """Write a dataset as an uncompressed keras-format .npz that :func:`load_local` reads back
+    bit for bit (the arrays as they are, float32 images in [0, 1])."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        np.savez(handle, x_train=dataset.x_train, y_train=dataset.y_train, x_test=dataset.x_test, y_test=dataset.y_test)
+    return path
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,299 @@
+"""The job records that cross the process boundary, and what a pool worker does with each.
+
+A *request* says what to compute; it is a frozen dataclass whose :meth:`key` identifies the
+computation, so that identical requests from many sessions are computed once
+(:mod:`core.job_service`). A *result* is a frozen dataclass too. Datasets travel by reference
+(:class:`~core.datasets.DatasetRef`), never as arrays; a model travels as the bytes of its .keras
+file (a few hundred KB), keyed by their digest.
+
+=================  ===================================================  ==========================
+kind               request -> result                                    key
+=================  ===================================================  ==========================
+``train``          :class:`TrainRequest` -> :class:`TrainOutcome`       dataset digest, preset,
+                                                                        epochs, batch size,
+                                                                        learning rate, seed
+``convert``        :class:`ConvertRequest` -> :class:`ConvertOutcome`   model digest, variants,
+                                                                        calibration size and seed,
+                                                                        QAT epochs (+ dataset
+                                                                        digest when calibrated)
+``load``           :class:`LoadModelRequest` -> :class:`TrainOutcome`   file digest, dataset digest
+``fault``          :class:`FaultRequest` -> ``None``                    never shared (tests)
+=================  ===================================================  ==========================
+
+:func:`execute` runs inside a pool worker. TensorFlow is imported there on the first job and stays
+imported for the worker's life: the Streamlit server never imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+from core import variants as registry
+from core.datasets import Dataset, DatasetRef
+from core.progress import Progress, ProgressFn, ignore
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _key(kind: str, fields: dict) -> str:
+    text = kind + "|" + "|".join(f"{name}={fields[name]!r}" for name in sorted(fields))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    dataset: DatasetRef
+    preset: str = "seed"
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+    kind = "train"
+
+    def key(self) -> str:
+        return _key(self.kind, {"dataset": self.dataset.digest, "preset": self.preset, "epochs": self.epochs,
+                                "batch_size": self.batch_size, "learning_rate": self.learning_rate, "seed": self.seed})  # fmt: skip
+
+    def describe(self) -> str:
+        return f"training {self.preset}, {self.epochs} epoch{'s' if self.epochs != 1 else ''} on {self.dataset.name} (seed {self.seed})"
+
+
+@dataclass(frozen=True)
+class ConvertRequest:
+    model_digest: str
+    variants: tuple[str, ...]
+    dataset: DatasetRef  # calibration images and QAT's training data come from it
+    calibration: int = 200
+    qat_epochs: int = 1
+    seed: int = 0  # which calibration images are drawn
+    model_bytes: bytes = field(default=b"", repr=False, compare=False)  # the .keras file; keyed by model_digest
+
+    kind = "convert"
+
+    def __post_init__(self):
+        for name in self.variants:
+            registry.get(name)  # an unknown name is refused here, before anything is queued
+        if self.model_bytes and digest_bytes(self.model_bytes) != self.model_digest:
+            raise ValueError("the model bytes do not match the model digest")
+
+    def key(self) -> str:
+        chosen = [registry.get(name) for name in self.variants]
+        calibrated = any(variant.needs_calibration or variant.needs_training_data for variant in chosen)
+        qat = any(variant.needs_training_data for variant in chosen)
+        return _key(self.kind, {"model": self.model_digest, "variants": tuple(sorted(self.variants)),
+                                "dataset": self.dataset.digest if calibrated else "",
+                                "calibration": (self.calibration, self.seed) if calibrated else 0,
+                                "qat_epochs": self.qat_epochs if qat else 0})  # fmt: skip
+
+    def describe(self) -> str:
+        return f"converting {len(self.variants)} variant{'s' if len(self.variants) != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class LoadModelRequest:
+    file_name: str
+    data: bytes = field(repr=False)
+    dataset: DatasetRef | None = None  # scored on its test set when given
+
+    kind = "load"
+
+    def key(self) -> str:
+        return _key(self.kind, {"file": digest_bytes(self.data), "suffix": os.path.splitext(self.file_name)[1].lower(),
+                                "dataset": self.dataset.digest if self.dataset else ""})  # fmt: skip
+
+    def describe(self) -> str:
+        return f"loading {self.file_name}"
+
+
+@dataclass(frozen=True)
+class FaultRequest:
+    """Fail (or dawdle) on purpose: proves that every kind of failure reaches the caller as one line.
+
+    ``how``: "raise", "exit", "abort", "kill" (SIGKILL, as the OOM killer does), or "sleep"."""
+
+    how: str
+    seconds: float = 0.0
+    nonce: int = 0  # a distinct nonce makes an otherwise identical request distinct
+
+    kind = "fault"
+
+    def key(self) -> str:
+        return _key(self.kind, asdict(self))
+
+    def describe(self) -> str:
+        return f"fault: {self.how}"
+
+
+Request = TrainRequest | ConvertRequest | LoadModelRequest | FaultRequest
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """A trained (or loaded) Keras model, as bytes, with what the pages show of it."""
+
+    model_bytes: bytes = field(repr=False)
+    model_digest: str
+    keras_accuracy: float
+    summary: object  # core.models.ModelSummary (plain values)
+    history: tuple[dict, ...] = ()
+    train_s: float = 0.0
+    dataset_digest: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.model_bytes) + 4096
+
+
+@dataclass(frozen=True)
+class ConvertedFile:
+    name: str
+    tflite: bytes = field(repr=False)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConvertOutcome:
+    model_digest: str
+    files: tuple[ConvertedFile, ...]
+    failures: tuple[tuple[str, str], ...] = ()  # (variant, why) for variants that could not be built
+    calibration: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(item.tflite) for item in self.files) + 1024
+
+
+# -- inside a pool worker ------------------------------------------------------------------------
+
+_progress_queue = None  # set by worker_init: where progress reports go
+_datasets: dict[str, Dataset] = {}  # by digest: a worker reads a dataset once, not once per job
+
+
+def worker_init(progress_queue, parent_pid: int) -> None:
+    """Run once in every new pool worker."""
+    global _progress_queue
+    _progress_queue = progress_queue
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def watch_parent() -> None:
+        # A worker must never outlive the server, even one killed with SIGKILL.
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
+
+
+def _dataset(ref: DatasetRef) -> Dataset:
+    if ref.digest not in _datasets:
+        if len(_datasets) >= 2:
+            _datasets.pop(next(iter(_datasets)))
+        _datasets[ref.digest] = ref.resolve()
+    return _datasets[ref.digest]
+
+
+def execute(job_id: str, request: Request):
+    """The pool's entry point: run one request, streaming progress back to the server."""
+
+    def progress(report: Progress) -> None:
+        if _progress_queue is not None:
+            _progress_queue.put((job_id, report))
+
+    return run_request(request, progress)
+
+
+def run_request(request: Request, progress: ProgressFn = ignore):
+    """Compute one request in this process (a pool worker, or a test)."""
+    if isinstance(request, TrainRequest):
+        return _train(request, progress)
+    if isinstance(request, ConvertRequest):
+        return _convert(request, progress)
+    if isinstance(request, LoadModelRequest):
+        return _load(request, progress)
+    if isinstance(request, FaultRequest):
+        return _fault(request, progress)
+    raise TypeError(f"not a job request: {type(request).__name__}")
+
+
+def _train(request: TrainRequest, progress: ProgressFn) -> TrainOutcome:
+    progress(Progress("train", 0.0, "loading TensorFlow and the data" if "tensorflow" not in _modules() else "loading the data"))
+    from core import models
+
+    dataset = _dataset(request.dataset)
+    config = models.TrainConfig(request.preset, request.epochs, request.batch_size, request.learning_rate, request.seed)
+    model, result = models.train_new(dataset, config, progress)
+    data = models.to_bytes(model)
+    return TrainOutcome(data, digest_bytes(data), result.test_accuracy, models.summarize(model, request.preset),
+                        tuple(result.history), result.seconds, dataset.digest)  # fmt: skip
+
+
+def _convert(request: ConvertRequest, progress: ProgressFn) -> ConvertOutcome:
+    progress(Progress("convert", 0.0, "loading TensorFlow and the model" if "tensorflow" not in _modules() else "loading the model"))
+    from core import convert as converter
+    from core import models
+
+    model = models.from_bytes(request.model_bytes)
+    chosen = [registry.get(name) for name in request.variants]
+    context: dict = {}
+    calibration = None
+    if any(variant.needs_calibration or variant.needs_training_data for variant in chosen):
+        dataset = _dataset(request.dataset)
+        calibration = converter.calibration_sample(dataset.x_train, request.calibration, request.seed)
+        if any(variant.needs_training_data for variant in chosen):
+            context = {"dataset": dataset, "qat_epochs": request.qat_epochs}
+    failures: dict[str, str] = {}
+    results = converter.convert_all(model, list(request.variants), calibration, progress, failures=failures, **context)
+    return ConvertOutcome(request.model_digest, tuple(ConvertedFile(name, result.tflite, result.seconds) for name, result in results.items()),
+                          tuple(failures.items()), request.calibration if calibration is not None else 0)  # fmt: skip
+
+
+def _load(request: LoadModelRequest, progress: ProgressFn) -> TrainOutcome:
+    progress(Progress("load", 0.2, f"loading {request.file_name} (safe mode)"))
+    from core import models
+
+    model = models.from_bytes(request.data, request.file_name)
+    accuracy, digest = float("nan"), ""
+    if request.dataset is not None:
+        dataset = _dataset(request.dataset)
+        accuracy, digest = models.keras_accuracy(model, dataset.x_test, dataset.y_test), dataset.digest
+    data = models.to_bytes(model)
+    return TrainOutcome(data, digest_bytes(data), accuracy, models.summarize(model), dataset_digest=digest)
+
+
+def _fault(request: FaultRequest, progress: ProgressFn) -> None:
+    progress(Progress("fault", 0.5, f"about to {request.how}"))
+    if request.how == "raise":
+        raise ValueError("failing on purpose")
+    if request.how == "exit":
+        os._exit(3)
+    if request.how == "abort":
+        os.abort()
+    if request.how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if request.how == "sleep":
+        end = time.monotonic() + request.seconds
+        while time.monotonic() < end:
+            time.sleep(0.05)
+            progress(Progress("fault", 1 - (end - time.monotonic()) / max(request.seconds, 1e-9), "sleeping"))
+        return None
+    raise ValueError(f"unknown fault {request.how!r}")
+
+
+def _modules() -> set[str]:
+    import sys
+
+    return set(sys.modules)
