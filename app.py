@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui import jobs
 from ui.layout import sidebar_status
 
 st.set_page_config(page_title="TFLite Quantization Lab", page_icon=":material/science:", layout="wide")
@@ -15,5 +16,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+jobs.collect()  # a job that ended since the last run lands in this session's state, whatever the page
 page.run()
 sidebar_status()  # after the page, so it shows what the page just did
+jobs.sidebar_panel()

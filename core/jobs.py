@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -185,17 +184,12 @@ _datasets: dict[str, Dataset] = {}  # by digest: a worker reads a dataset once, 
 
 def worker_init(progress_queue, parent_pid: int) -> None:
     """Run once in every new pool worker."""
+    from core.worker import exit_with_parent
+
     global _progress_queue
     _progress_queue = progress_queue
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    def watch_parent() -> None:
-        # A worker must never outlive the server, even one killed with SIGKILL.
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch_parent, name="watch-parent", daemon=True).start()
+    exit_with_parent(parent_pid)
 
 
 def _dataset(ref: DatasetRef) -> Dataset:

@@ -1,8 +1,9 @@
-"""Running TensorFlow work (training, conversion, Keras timing) in a separate worker process.
+"""Running one piece of TensorFlow work in a fresh, single-use process.
 
-The Streamlit server must never import TensorFlow or Keras (once ``keras`` is imported, Streamlit
-calls ``keras.backend.clear_session()`` after every script run, and the server's memory quadruples).
-So the app asks this module to start a fresh ``python -m core.worker`` process per job. The worker
+The app's training and conversion go through the job service (``core.job_service``), whose pool
+keeps TensorFlow imported in long-lived workers. This module is for work that needs a process of
+its own: quantization-aware training (tfmot switches its whole process to legacy Keras, so it can
+never share a worker with Keras 3) and the CLI's look inside a user's Keras file. The worker
 streams :class:`~core.progress.Progress` reports back and ends with plain values (bytes, arrays,
 dicts). A failure in the worker, or a crash of the worker, reaches the caller as a
 :class:`WorkerError` with a clear message. The worker also isolates the converter's memory growth
@@ -45,20 +46,6 @@ def job(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @job
-def train(dataset, config, progress: ProgressFn) -> dict:
-    from core import models
-
-    model, result = models.train_new(dataset, config, progress)
-    return {
-        "model_bytes": models.to_bytes(model),
-        "history": result.history,
-        "keras_accuracy": result.test_accuracy,
-        "train_s": result.seconds,
-        "summary": models.summarize(model, config.preset),
-    }
-
-
-@job
 def load_keras(data: bytes, file_name: str, dataset, progress: ProgressFn) -> dict:
     from core import models
 
@@ -66,25 +53,6 @@ def load_keras(data: bytes, file_name: str, dataset, progress: ProgressFn) -> di
     model = models.from_bytes(data, file_name)
     accuracy = models.keras_accuracy(model, dataset.x_test, dataset.y_test) if dataset is not None else float("nan")
     return {"model_bytes": models.to_bytes(model), "keras_accuracy": accuracy, "summary": models.summarize(model)}
-
-
-@job
-def convert(model_bytes: bytes, names: list[str], calibration, progress: ProgressFn, **context) -> dict:
-    from core import convert as converter
-    from core import models
-
-    model = models.from_bytes(model_bytes)
-    failures: dict[str, str] = {}
-    results = converter.convert_all(model, names, calibration, progress, failures=failures, **context)
-    return {"converted": {name: (result.tflite, result.seconds) for name, result in results.items()}, "failures": failures}
-
-
-@job
-def keras_latency(model_bytes: bytes, image, progress: ProgressFn) -> dict:
-    from core import latency, models
-
-    model = models.from_bytes(model_bytes)
-    return {key: stats.percentiles() for key, stats in latency.keras_latency(model, image).items()}
 
 
 @job
@@ -103,6 +71,20 @@ def fail(how: str, progress: ProgressFn) -> None:
     if how == "exit":
         os._exit(3)
     os.abort()
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """A worker must never outlive the process that started it, even one killed with SIGKILL:
+    a daemon thread watches the parent and ends this process when it is gone."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 # -- the parent's side ---------------------------------------------------------------------------
@@ -170,6 +152,7 @@ def _serve() -> int:
         channel.write(struct.pack("<I", len(data)) + data)
         channel.flush()
 
+    exit_with_parent(os.getppid())
     name, payload = pickle.load(sys.stdin.buffer)
     try:
         result = JOBS[name](progress=lambda report: send("progress", report), **payload)

@@ -18,9 +18,10 @@ from core.latency import invoke_latency
 from core.report import build_report, environment, to_csv
 from core.runtime import LiteModel
 from ui import state
-from ui.layout import need_model, need_variants, variant_label
+from ui.layout import need_model, need_variants, through_the_app, variant_label
 from ui.resources import dataset_key, evaluate_tflite, inspect_for, layer_errors_for
 
+through_the_app()
 st.title("Compare")
 
 

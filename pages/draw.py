@@ -16,8 +16,9 @@ from core import variants as registry
 from core.images import canvas_png_to_grey, mnist_style
 from core.runtime import LiteModel, to_probabilities
 from ui import state
-from ui.layout import need_model, need_variants, variant_label
+from ui.layout import need_model, need_variants, through_the_app, variant_label
 
+through_the_app()
 st.title("Draw")
 CANVAS = 280
 

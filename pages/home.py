@@ -3,8 +3,9 @@
 import streamlit as st
 
 from ui import state
-from ui.layout import STEPS, next_step, notice
+from ui.layout import STEPS, next_step, notice, through_the_app
 
+through_the_app()
 st.title("TFLite Quantization Lab")
 st.markdown(
     """

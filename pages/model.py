@@ -12,10 +12,11 @@ import streamlit as st
 from core import datasets, models
 from core.datasets import DatasetError
 from core.inspect import ModelFormatError, inspect_tflite
+from core.jobs import LoadModelRequest, TrainRequest
 from core.runtime import RuntimeModelError, probe
-from core.worker import WorkerError, run_job
+from ui import jobs as jobs_ui
 from ui import state
-from ui.layout import epoch_chart, markdown_table, notice
+from ui.layout import epoch_chart, markdown_table, notice, through_the_app
 from ui.resources import load_dataset
 
 DATASET_LABELS = {
@@ -25,6 +26,7 @@ DATASET_LABELS = {
     "upload": "Your own files (IDX or .npz)",
 }
 
+through_the_app()
 st.title("Model")
 
 
@@ -81,46 +83,32 @@ def samples_ui(dataset: datasets.Dataset) -> None:
 
 
 def train_ui(dataset: datasets.Dataset) -> None:
-    left, right = st.columns(2)
+    left, middle, right = st.columns([2, 1, 1])
     presets = list(models.PRESETS)
     preset = left.selectbox("Architecture", presets, index=presets.index(state.remembered("preset", "seed")),
                             format_func=lambda p: models.PRESETS[p].label, key="preset", on_change=state.remember, args=("preset",))  # fmt: skip
     left.caption(models.PRESETS[preset].description)
     # One pass over MNIST's 60,000 images is plenty; the 1,438 offline digits need a dozen.
     suggested = int(np.clip(20_000 // max(dataset.train_size, 1), 1, 15))
-    epochs = right.number_input("Epochs", min_value=1, max_value=30, value=state.remembered("epochs", suggested), step=1, key="epochs",
-                                on_change=state.remember, args=("epochs",))  # fmt: skip
-    if not st.button("Train", key="train", type="primary"):
-        return
-    bar = st.progress(0.0, text="Starting the worker (TensorFlow takes a few seconds to load)…")
-    chart = st.empty()
-    epoch_rows: list[dict] = []
-
-    def on_progress(report) -> None:
-        bar.progress(min(max(report.fraction, 0.0), 1.0), text=report.message)
-        if report.metrics.get("epoch_end"):
-            epoch_rows.append({"epoch": report.metrics["epoch"], "loss": report.metrics["loss"], "accuracy": report.metrics["accuracy"]})
-            chart.plotly_chart(epoch_chart(epoch_rows), key=f"live_epochs_{len(epoch_rows)}")
-
-    config = models.TrainConfig(preset=preset, epochs=int(epochs))
-    try:
-        result = run_job("train", on_progress, dataset=dataset, config=config)
-    except WorkerError as error:
-        bar.empty()
-        st.error(f"Training failed: {error}")
-        return
-    bar.progress(1.0, text=f"Trained in {result['train_s']:.1f} s")
-    state.set_model(state.LabModel(
-        label=f"{models.PRESETS[preset].label}, {epochs} epoch{'s' if epochs > 1 else ''} on {dataset.name}",
-        keras_bytes=result["model_bytes"], summary=result["summary"], keras_accuracy=result["keras_accuracy"],
-        history=tuple(result["history"]), dataset_name=dataset.name,
-    ))  # fmt: skip
-    st.toast("Model trained. Next: Quantize.")
+    epochs = middle.number_input("Epochs", min_value=1, max_value=30, value=state.remembered("epochs", suggested), step=1, key="epochs",
+                                 on_change=state.remember, args=("epochs",))  # fmt: skip
+    seed = right.number_input("Seed", min_value=0, max_value=2**31 - 1, value=state.remembered("seed", 0), step=1, key="seed",
+                              on_change=state.remember, args=("seed",),
+                              help="Training with the same data, architecture, epochs and seed gives the same model: the "
+                                   "server computes it once for the whole class. Change the seed for a run of your own.")  # fmt: skip
+    running = jobs_ui.active("train")
+    if st.button("Train", key="train", type="primary", disabled=running, help="A training is under way" if running else None):
+        request = TrainRequest(state.dataset_ref(), preset=preset, epochs=int(epochs), seed=int(seed))
+        label = f"{models.PRESETS[preset].label}, {epochs} epoch{'s' if epochs > 1 else ''} on {dataset.name}"
+        jobs_ui.submit(request, label)
+        st.rerun()  # show the job's panel (and disable the button) at once
+    jobs_ui.job_panel("train", chart=epoch_chart)
 
 
 def upload_ui(dataset: datasets.Dataset) -> None:
     file = st.file_uploader("A Keras model (.keras, .h5) or a TensorFlow Lite model (.tflite)", type=["keras", "h5", "tflite"], key="model_upload")
-    if file is None or not st.button("Use this model", key="use_model"):
+    jobs_ui.job_panel("load")
+    if file is None or not st.button("Use this model", key="use_model", disabled=jobs_ui.active("load")):
         return
     data = file.getvalue()
     if file.name.lower().endswith(".tflite"):
@@ -131,22 +119,18 @@ def upload_ui(dataset: datasets.Dataset) -> None:
             st.error(f"{file.name} cannot be used: {error}")
             return
         state.set_model(state.LabModel(label=file.name, keras_bytes=None, summary=None, keras_accuracy=float("nan"),
-                                       dataset_name=dataset.name, uploaded_tflite=data))  # fmt: skip
+                                       dataset_name=dataset.name, uploaded_tflite=data, dataset_digest=dataset.digest))  # fmt: skip
         st.toast(f"{file.name} loaded: it is compared as it is (conversion needs a Keras model).")
         return
-    with st.spinner(f"Loading {file.name} in the worker (safe mode)…"):
-        try:
-            result = run_job("load_keras", data=data, file_name=file.name, dataset=dataset)
-        except WorkerError as error:
-            st.error(f"{file.name} cannot be used: {error}")
-            return
-    state.set_model(state.LabModel(label=file.name, keras_bytes=result["model_bytes"], summary=result["summary"],
-                                   keras_accuracy=result["keras_accuracy"], dataset_name=dataset.name))  # fmt: skip
-    st.toast(f"{file.name} loaded.")
+    jobs_ui.submit(LoadModelRequest(file.name, data, state.dataset_ref()))
+    st.rerun()
 
 
 def model_ui(model: state.LabModel) -> None:
     st.subheader(f"Current model: {model.label}")
+    if model.seed is not None:
+        where = {"cache": "from the class's shared cache", "joined": "shared with another session's identical run"}.get(model.origin, "trained for this session")
+        st.caption(f"Seed {model.seed}, {where}.")
     if model.summary is not None:
         left, right = st.columns(2)
         left.metric("Parameters", f"{model.summary.parameters:,}")

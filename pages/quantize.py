@@ -5,11 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from core import variants as registry
-from core.convert import DEFAULT_CALIBRATION, calibration_sample
-from core.worker import WorkerError, run_job
+from core.convert import DEFAULT_CALIBRATION
+from core.jobs import ConvertRequest
+from ui import jobs as jobs_ui
 from ui import state
-from ui.layout import markdown_table, need_model, variant_label
+from ui.layout import markdown_table, need_model, through_the_app, variant_label
 
+through_the_app()
 st.title("Quantize")
 
 
@@ -48,30 +50,13 @@ def choose_ui() -> tuple[list[str], int, dict]:
 
 
 def convert_ui(model: state.LabModel, names: list[str], calibration: int, options: dict) -> None:
-    if not st.button("Convert", key="convert", type="primary"):
-        return
-    dataset, _ = state.current_dataset()
-    if any(registry.get(name).needs_training_data for name in names):
-        options = {**options, "dataset": dataset}  # quantization-aware training fine-tunes on it
-    bar = st.progress(0.0, text="Starting the worker (TensorFlow takes a few seconds to load)…")
-    try:
-        result = run_job(
-            "convert",
-            lambda report: bar.progress(min(max(report.fraction, 0.0), 1.0), text=report.message),
-            model_bytes=model.keras_bytes, names=names, calibration=calibration_sample(dataset.x_train, calibration), **options,
-        )  # fmt: skip
-    except WorkerError as error:
-        bar.empty()
-        st.error(f"Conversion failed: {error}")
-        return
-    converted, failures = result["converted"], result["failures"]
-    bar.progress(1.0, text=f"Converted {len(converted)} variant(s)")
-    for name, why in failures.items():
-        st.warning(f"{registry.get(name).label} could not be built: {why}")
-    state.set_variants({
-        name: state.ConvertedVariant(name, data, seconds, calibration if registry.get(name).needs_calibration else 0)
-        for name, (data, seconds) in converted.items()
-    })  # fmt: skip
+    running = jobs_ui.active("convert")
+    if st.button("Convert", key="convert", type="primary", disabled=running, help="A conversion is under way" if running else None):
+        request = ConvertRequest(model.digest, tuple(names), state.dataset_ref(), calibration=calibration,
+                                 qat_epochs=options.get("qat_epochs", 1), model_bytes=model.keras_bytes)  # fmt: skip
+        jobs_ui.submit(request)
+        st.rerun()
+    jobs_ui.job_panel("convert")
 
 
 def results_ui(converted: dict[str, state.ConvertedVariant]) -> None:

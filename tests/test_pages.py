@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -34,8 +36,19 @@ def page(path: str, session: dict | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     for key, value in (session or {}).items():
         at.session_state[key] = value
+    at.run()
     at.switch_page(path)
     return at.run()
+
+
+def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
+    """Rerun the app (as the page's polling fragment would) until the session's jobs have ended."""
+    deadline = time.monotonic() + timeout
+    while "lab_jobs" in at.session_state and at.session_state["lab_jobs"]:
+        assert time.monotonic() < deadline, f"jobs still running after {timeout} s: {dict(at.session_state['lab_jobs'])}"
+        time.sleep(0.3)
+        at.run()
+    return at
 
 
 def texts(at: AppTest) -> str:
@@ -80,6 +93,8 @@ def test_model_page_trains_in_the_worker(tmp_path, monkeypatch):
     at = page("pages/model.py", {"lab_dataset": state.DatasetChoice("digits", requested="digits")})
     at.number_input(key="epochs").set_value(2)
     at.button(key="train").click().run()
+    assert not at.exception and at.button(key="train").disabled  # submitted: the run returned at once
+    settle(at)
     assert not at.exception and not at.error
     trained = at.session_state["lab_model"]
     assert trained.keras_bytes[:2] == b"PK" and trained.keras_accuracy > 0.5 and len(trained.history) == 2
@@ -97,6 +112,7 @@ def test_quantize_page_lists_the_registry_and_converts_in_the_worker(lab_state):
         at.checkbox(key=f"pick_{name}").uncheck()
     at.slider(key="calibration").set_value(50)
     at.button(key="convert").click().run()
+    settle(at)
     assert not at.exception and not at.error
     converted = at.session_state["lab_variants"]
     assert list(converted) == ["float32", "int8"] and converted["int8"].calibration == 50
@@ -151,6 +167,7 @@ def test_quantize_page_runs_quantization_aware_training_and_a_litert_recipe(lab_
     at.run()
     assert at.number_input(key="qat_epochs").value == 1
     at.button(key="convert").click().run()
+    settle(at)
     assert not at.exception and not at.error and not at.warning
     assert list(at.session_state["lab_variants"]) == ["float32", "qat_int8", "dynamic_wi4_afp32"]
 
@@ -167,6 +184,7 @@ def test_quantize_page_says_plainly_when_qat_cannot_handle_the_model(lab_state):
         at.checkbox(key=f"pick_{name}").uncheck()
     at.checkbox(key="pick_qat_int8").check().run()
     at.button(key="convert").click().run()
+    settle(at)
     assert not at.exception
     assert any("needs a Sequential model" in w.value for w in at.warning)
     assert list(at.session_state["lab_variants"]) == ["float32"]  # the rest still converted
@@ -179,6 +197,7 @@ def upload_model(lab_state, name: str, data: bytes) -> AppTest:
     at = page("pages/model.py", {k: lab_state[k] for k in ("lab_dataset", "lab_uploaded_dataset")})
     at.file_uploader(key="model_upload").set_value((name, data, "application/octet-stream")).run()
     at.button(key="use_model").click().run()
+    settle(at)
     assert not at.exception
     return at
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import streamlit as st
 
 from ui import state
+
+APP_SCRIPT = Path(__file__).resolve().parents[1] / "app.py"
 
 STEPS = (
     ("pages/model.py", "Model", "train a model or upload one"),
@@ -12,6 +17,26 @@ STEPS = (
     ("pages/compare.py", "Compare", "size, accuracy and latency side by side"),
     ("pages/draw.py", "Draw", "draw a digit and watch every variant answer"),
 )
+
+
+def through_the_app() -> None:
+    """Make sure this page runs inside app.py's navigation. Call first on every page.
+
+    Streamlit sees the ``pages/`` folder and, until some session has run ``st.navigation``, treats
+    the app as a legacy multipage app: a deep link (``/draw``) opened first on a fresh server runs
+    ``pages/draw.py`` alone, without app.py (raw file names in the sidebar, no session panel), and
+    the server stays that way for later visitors. ``st.navigation`` clears the class-wide flag
+    ``PagesManager.uses_pages_directory``; when a page finds it still set, it clears it and runs
+    app.py in its place, in the same script run (so a click that caused the run is not lost):
+    app.py's navigation picks the same page (a file's page and its ``st.Page`` share the hash of
+    the name) and runs it, and this legacy run stops there.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(APP_SCRIPT), run_name="__main__")
+        st.stop()
 
 
 def next_step() -> str:

@@ -7,6 +7,10 @@ Keys (one place to look):
 * ``lab_model``: :class:`LabModel`, the trained or uploaded model (bytes, never a Keras object);
 * ``lab_variants``: ``{name: ConvertedVariant}``, the converted .tflite files;
 * ``lab_latency``: ``{(threads, xnnpack, runs): {name: LatencyStats}}``, measured on Compare;
+* ``lab_jobs``: ``{kind: JobTicket}``, this session's jobs still under way (see ``ui.jobs``);
+* ``lab_job_messages``: ``{kind: (level, text)}``, the last word on each kind of job;
+* ``lab_uploaded_ref``: the :class:`~core.datasets.DatasetRef` of the session's uploaded dataset,
+  saved once in the session's folder for the pool's workers to read;
 * ``lab_draw``: per-session LiteRT interpreters and latency history for the Draw page (a LiteRT
   interpreter is not thread-safe, and Streamlit serves each session on its own thread, so
   interpreters are never shared between sessions).
@@ -17,10 +21,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import streamlit as st
 
-from core.datasets import Dataset, LoadedDataset
+from core.datasets import DATASET_NAMES, Dataset, DatasetRef, LoadedDataset, save_npz
 from core.models import ModelSummary
 
 
@@ -41,10 +46,19 @@ class LabModel:
     history: tuple[dict, ...] = ()
     dataset_name: str = ""
     uploaded_tflite: bytes | None = None  # a .tflite the user brought: compared as it is
+    dataset_digest: str = ""  # the content digest of the data it was trained (or scored) on
+    seed: int | None = None  # the training seed, when trained here
+    origin: str = ""  # "" computed for this session, "cache" from the class's shared cache, "joined" shared while running
 
     @property
     def can_convert(self) -> bool:
         return self.keras_bytes is not None
+
+    @cached_property
+    def digest(self) -> str:
+        from core.jobs import digest_bytes
+
+        return digest_bytes(self.keras_bytes or self.uploaded_tflite or b"")
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,6 +122,21 @@ def remembered(key: str, default):
 
 def remember(key: str) -> None:
     st.session_state[f"pref_{key}"] = st.session_state[key]
+
+
+def dataset_ref() -> DatasetRef:
+    """The session's dataset by reference, for a job: a built-in name, or the session's upload
+    saved once (as an .npz in the session's folder) for the workers to read."""
+    dataset, choice = current_dataset()
+    if choice.name in DATASET_NAMES:
+        return DatasetRef.of(dataset)
+    saved = st.session_state.get("lab_uploaded_ref")
+    if saved is None or saved.digest != dataset.digest:
+        from ui.jobs import owner, service
+
+        path = save_npz(Path(service().owner_folder(owner())) / f"dataset-{dataset.digest}.npz", dataset)
+        saved = st.session_state["lab_uploaded_ref"] = DatasetRef.of(dataset, path)
+    return saved
 
 
 def current_dataset() -> tuple[Dataset, DatasetChoice]:

@@ -1,0 +1,276 @@
+"""The session's side of the job service: submit, show progress anywhere, land results in state.
+
+A job belongs to the session (its Streamlit session id is the owner), not to the script run that
+submitted it: the run returns at once, and the job goes on through reruns and page switches.
+
+* :func:`submit` hands a request to the server's one :class:`~core.job_service.JobService` and
+  keeps a :class:`JobTicket` in ``st.session_state["lab_jobs"]`` (one per kind).
+* :func:`collect` runs at the top of every script run (app.py): a finished job's result lands in
+  the session's state whichever page is open; a failure leaves one line for its page.
+* :func:`job_panel` (on the job's own page) and :func:`sidebar_panel` (on every page) poll with
+  ``st.fragment(run_every=…)``, and rerun the app when a job ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core import jobs
+from core.job_service import DONE, JobError, JobService, JobStatus, PoolSettings
+
+POLL_S = 1.0
+KIND_TITLES = {"train": "Training", "convert": "Conversion", "load": "Loading the model", "fault": "Test job"}
+
+
+@dataclass(frozen=True)
+class JobTicket:
+    job_id: str
+    kind: str
+    how: str  # Submission.how: "new", "joined", "cached", "already"
+    request: object  # the request (a frozen record): what to label the result with
+    label: str = ""  # e.g. the model's label once trained
+    submitted: float = 0.0
+
+
+def _secrets_overrides() -> dict:
+    """``[jobs]`` in .streamlit/secrets.toml may set ``workers`` (Community Cloud's settings page);
+    an environment variable (QLAB_WORKERS, …) wins over it."""
+    try:
+        section = st.secrets.get("jobs", {})
+    except Exception:  # no secrets file: that is the normal case
+        return {}
+    return {key: section[key] for key in ("workers", "max_jobs_per_worker", "idle_seconds") if key in section}
+
+
+def _session_alive(session_id: str) -> bool:
+    from streamlit import runtime
+
+    return not runtime.exists() or runtime.get_instance().is_active_session(session_id)
+
+
+@st.cache_resource(show_spinner=False)
+def service() -> JobService:
+    """One job service (one pool) for every session of this server."""
+    return JobService(PoolSettings.from_env(overrides=_secrets_overrides()), owner_alive=_session_alive)
+
+
+def owner() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return context.session_id if context is not None else "no-session"
+
+
+def tickets() -> dict[str, JobTicket]:
+    return st.session_state.setdefault("lab_jobs", {})
+
+
+def messages() -> dict[str, tuple[str, str]]:
+    """The last word on each kind of job: (level, text), shown on its page until the next job."""
+    return st.session_state.setdefault("lab_job_messages", {})
+
+
+def submit(request, label: str = "") -> JobTicket:
+    """Queue the request for this session; returns at once."""
+    try:
+        submission = service().submit(request, owner())
+    except (JobError, ValueError) as error:
+        messages()[request.kind] = ("error", str(error))
+        raise
+    current = tickets().get(request.kind)
+    if submission.how == "already" and current is not None and current.job_id == submission.job_id:
+        messages()[request.kind] = ("info", f"{KIND_TITLES[request.kind]} is already under way for this session: "
+                                            "cancel it first to start another.")  # fmt: skip
+        return current
+    ticket = JobTicket(submission.job_id, request.kind, submission.how, request, label, time.time())
+    tickets()[request.kind] = ticket
+    messages().pop(request.kind, None)
+    return ticket
+
+
+def status(kind: str) -> JobStatus | None:
+    ticket = tickets().get(kind)
+    return service().status(ticket.job_id) if ticket else None
+
+
+def active(kind: str) -> bool:
+    found = status(kind)
+    return found is not None and found.active
+
+
+def cancel(kind: str) -> None:
+    ticket = tickets().pop(kind, None)
+    if ticket is not None:
+        service().cancel(ticket.job_id, owner())
+        messages()[kind] = ("warning", f"{KIND_TITLES[kind]} cancelled; its worker was stopped. Nothing else in this session changed.")
+
+
+# -- results landing in the session ------------------------------------------------------------
+
+APPLY: dict[str, Callable[[JobTicket, object, JobStatus], None]] = {}
+
+
+def applies(kind: str):
+    def register(function):
+        APPLY[kind] = function
+        return function
+
+    return register
+
+
+def collect() -> None:
+    """Land every finished job of this session in its state (called at the top of every run)."""
+    if not tickets():
+        return  # the common case: no job, and no need to start the service
+    for kind, ticket in list(tickets().items()):
+        found = service().status(ticket.job_id)
+        if found is not None and found.active:
+            continue
+        tickets().pop(kind, None)
+        if found is None:
+            messages()[kind] = ("error", f"{KIND_TITLES[kind]} was lost: the server restarted or the job expired. Please start it again.")
+            continue
+        if found.state != DONE:
+            level = "error" if found.state == "failed" else "warning"
+            messages()[kind] = (level, f"{KIND_TITLES[kind]} did not finish: {found.error}")
+        elif kind in APPLY:
+            try:
+                APPLY[kind](ticket, service().result(ticket.job_id), found)
+            except Exception as error:  # a result that cannot be used must not break every page
+                messages()[kind] = ("error", f"{KIND_TITLES[kind]} finished, but its result could not be used: {error}")
+        service().release(ticket.job_id, owner())
+
+
+def show_message(kind: str) -> None:
+    found = messages().get(kind)
+    if found:
+        level, text = found
+        getattr(st, level)(text)
+
+
+# -- progress, polled ----------------------------------------------------------------------------
+
+
+def ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def describe(found: JobStatus) -> str:
+    if found.state == "queued":
+        return f"waiting for a free worker: {ordinal(found.position)} in line"
+    shared = f" (shared with {found.owners - 1} other session{'s' if found.owners > 2 else ''})" if found.owners > 1 else ""
+    return f"{found.message or 'starting'}{shared}"
+
+
+def job_panel(kind: str, chart: Callable[[list[dict]], object] | None = None) -> None:
+    """The full progress of this session's job of ``kind``, with a Cancel button; polls while it runs."""
+    show_message(kind)
+    if active(kind):
+        _live_panel(kind, chart)
+
+
+@st.fragment(run_every=POLL_S)
+def _live_panel(kind: str, chart) -> None:
+    found = status(kind)
+    if found is None or not found.active:
+        st.rerun()  # the job ended: run the whole app, so its result lands everywhere
+    title = KIND_TITLES[kind]
+    if found.state == "queued":
+        st.info(f"{title}: {describe(found)}. It starts by itself; you can use the other pages meanwhile.")
+    else:
+        st.progress(min(max(found.fraction, 0.0), 1.0), text=f"{title}: {describe(found)}")
+    if chart is not None and found.epochs:
+        st.plotly_chart(chart(list(found.epochs)), key=f"live_chart_{kind}")
+    if st.button("Cancel", key=f"cancel_{kind}", icon=":material/stop_circle:"):
+        cancel(kind)
+        st.rerun()
+
+
+def sidebar_panel() -> None:
+    """A line per running job of this session, on every page."""
+    if any(active(kind) for kind in tickets()):
+        with st.sidebar:
+            _sidebar_live()
+
+
+@st.fragment(run_every=POLL_S)
+def _sidebar_live() -> None:
+    lines = []
+    for kind in list(tickets()):
+        found = status(kind)
+        if found is None or not found.active:
+            st.rerun()
+        lines.append(f"**{KIND_TITLES[kind]}**: {describe(found)}")
+    st.caption("Running for this session")
+    st.markdown("\n\n".join(lines))
+
+
+# -- what each kind of result does to the session ---------------------------------------------------
+
+
+def _provenance(ticket: JobTicket, found: JobStatus) -> str:
+    if found.from_cache or ticket.how == "cached":
+        return "cache"
+    return "joined" if ticket.how == "joined" else ""
+
+
+@applies("train")
+def _trained(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> None:
+    from ui import state
+
+    request: jobs.TrainRequest = ticket.request
+    origin = _provenance(ticket, found)
+    state.set_model(state.LabModel(
+        label=ticket.label, keras_bytes=outcome.model_bytes, summary=outcome.summary, keras_accuracy=outcome.keras_accuracy,
+        history=outcome.history, dataset_name=request.dataset.name,
+        dataset_digest=outcome.dataset_digest, seed=request.seed, origin=origin,
+    ))  # fmt: skip
+    if origin == "cache":
+        messages()["train"] = ("info", f"This model came from the class's shared cache: the same training (seed {request.seed}) "
+                                       "was done before, so it was not run again. Change the seed for a run of your own.")  # fmt: skip
+    elif origin == "joined":
+        messages()["train"] = ("info", f"Another session was running the same training (seed {request.seed}); this session "
+                                       "joined it and got the same model. Change the seed for a run of your own.")  # fmt: skip
+    else:
+        messages()["train"] = ("success", f"Trained in {outcome.train_s:.1f} s. Next: Quantize.")
+
+
+@applies("load")
+def _loaded(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> None:
+    from ui import state
+
+    request: jobs.LoadModelRequest = ticket.request
+    state.set_model(state.LabModel(
+        label=request.file_name, keras_bytes=outcome.model_bytes, summary=outcome.summary, keras_accuracy=outcome.keras_accuracy,
+        dataset_name=request.dataset.name if request.dataset else "",
+        dataset_digest=outcome.dataset_digest,
+    ))  # fmt: skip
+    messages()["load"] = ("success", f"{request.file_name} loaded.")
+
+
+@applies("convert")
+def _converted(ticket: JobTicket, outcome: jobs.ConvertOutcome, found: JobStatus) -> None:
+    from core import variants as registry
+    from ui import state
+
+    model = state.model()
+    if model is None or model.digest != outcome.model_digest:
+        messages()["convert"] = ("warning", "A conversion finished for a model this session no longer uses; it was set aside.")
+        return
+    state.set_variants({
+        item.name: state.ConvertedVariant(item.name, item.tflite, item.seconds,
+                                          outcome.calibration if registry.get(item.name).needs_calibration else 0)
+        for item in outcome.files
+    })  # fmt: skip
+    notes = [f"{registry.get(name).label} could not be built: {why}" for name, why in outcome.failures]
+    origin = _provenance(ticket, found)
+    if origin:
+        notes.append("These variants came from the class's shared cache: the same model was converted the same way before."
+                     if origin == "cache" else "Another session was converting the same model the same way; this session joined it.")
+    messages()["convert"] = ("warning" if outcome.failures else "info" if origin else "success",
+                             "\n\n".join(notes) or f"Converted {len(outcome.files)} variant(s).")  # fmt: skip
