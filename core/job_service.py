@@ -499,8 +499,9 @@ class JobService:
     def _write_stats(self) -> None:
         if not self.settings.stats_path:
             return
+        data = {"counters": self.snapshot()}
         with self.lock:
-            data = {"counters": dict(self.counters), "finished": list(self.log)}
+            data["finished"] = list(self.log)
         partial = f"{self.settings.stats_path}.{threading.get_ident()}.part"
         with open(partial, "w") as handle:
             json.dump(data, handle)

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("QLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+HEADINGS = {"Home": "TFLite Quantization Lab"}  # a page's h1, where it is not the page's title
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 
@@ -30,10 +31,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(keras_home: str | None = None, timeout: float = 60):
-    """`streamlit run app.py` on a free loopback port; yields (url, process)."""
+def serve_app(keras_home: str | None = None, timeout: float = 60, env: dict | None = None):
+    """`streamlit run app.py` on a free loopback port; yields (url, process). ``env`` adds variables
+    (e.g. QLAB_JOB_STATS, where the job service writes its counters)."""
     port = free_port()
-    env = {**os.environ, "KERAS_HOME": keras_home or tempfile.mkdtemp(prefix="qlab-keras-"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "KERAS_HOME": keras_home or tempfile.mkdtemp(prefix="qlab-keras-"), "PYTHONUNBUFFERED": "1", **(env or {})}
     log = tempfile.NamedTemporaryFile(prefix="qlab-server-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -75,16 +77,23 @@ def browser_available() -> str:
 
 
 @contextmanager
-def chromium_page(width: int = 1400, height: int = 1000):
+def chromium(width: int = 1400, height: int = 1000):
+    """Debian's chromium; yields a function that opens a page in a new browser context (a new
+    context has its own cookies, so each page is a session of its own)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            yield page
+            yield lambda: browser.new_context(viewport={"width": width, "height": height}).new_page()
         finally:
             browser.close()
+
+
+@contextmanager
+def chromium_page(width: int = 1400, height: int = 1000):
+    with chromium(width, height) as new_page:
+        yield new_page()
 
 
 def wait_idle(page, timeout: float = 120_000) -> None:
@@ -96,7 +105,8 @@ def wait_idle(page, timeout: float = 120_000) -> None:
 def go_to(page, title: str, timeout: float = 120_000) -> None:
     """Move to a page through the app's own sidebar navigation (a full load would start a new session)."""
     page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
-    page.wait_for_function(f"() => document.title.startsWith('{title}') || document.querySelector('h1')?.innerText.includes('{title}')",
+    heading = HEADINGS.get(title, title)
+    page.wait_for_function(f"() => document.title.startsWith('{title}') || document.querySelector('h1')?.innerText.includes('{heading}')",
                            timeout=timeout)  # fmt: skip
     wait_idle(page, timeout)
 
@@ -122,12 +132,37 @@ SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.55, 0.5), (0.45, 0.85)]
 ONE = [(0.5, 0.15), (0.5, 0.85)]
 
 
-def train_model(page, timeout: float = 300_000) -> None:
+def train_model(page, timeout: float = 300_000, epochs: int | None = None, seed: int | None = None) -> None:
     """On the Model page: press Train and wait for the trained model to be shown."""
     go_to(page, "Model")
+    set_training(page, epochs, seed)
     page.locator(".st-key-train button").click()
     page.get_by_text("Current model", exact=False).first.wait_for(timeout=timeout)
     wait_idle(page)
+
+
+def set_number(page, key: str, value: int) -> None:
+    field = page.locator(f".st-key-{key} input")
+    field.fill(str(value))
+    field.press("Enter")
+    wait_idle(page)
+
+
+def set_training(page, epochs: int | None = None, seed: int | None = None) -> None:
+    if epochs is not None:
+        set_number(page, "epochs", epochs)
+    if seed is not None:
+        set_number(page, "seed", seed)
+
+
+def read_stats(path) -> dict:
+    """The job service's counters and finished jobs, as the server last wrote them (QLAB_JOB_STATS)."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {"counters": {}, "finished": []}
 
 
 def convert_variants(page, untick: tuple[str, ...] = ("float16", "int16x8"), timeout: float = 300_000) -> None:

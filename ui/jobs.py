@@ -22,7 +22,7 @@ import streamlit as st
 from core import jobs
 from core.job_service import DONE, JobError, JobService, JobStatus, PoolSettings
 
-POLL_S = 1.0
+POLL_S = 0.5  # how often a page asks how its job is doing
 KIND_TITLES = {"train": "Training", "convert": "Conversion", "load": "Loading the model", "fault": "Test job"}
 
 
