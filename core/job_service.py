@@ -391,6 +391,7 @@ class JobService:
                 job.future = pool.schedule(jobs.execute, args=(job.job_id, job.request),
                                            timeout=self.settings.timeouts_s.get(job.kind))  # fmt: skip
                 self.counters["computed"] += 1
+                self.counters[f"computed_{job.kind}"] = self.counters.get(f"computed_{job.kind}", 0) + 1
                 running += 1
                 self.last_busy = time.monotonic()
 

@@ -207,7 +207,27 @@ def execute(job_id: str, request: Request):
         if _progress_queue is not None:
             _progress_queue.put((job_id, report))
 
-    return run_request(request, progress)
+    try:
+        return run_request(request, progress)
+    finally:
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """Between jobs, give back what a job left: Keras's global graph state, Python's garbage, and
+    the C heap's free pages (glibc keeps them otherwise, and the worker lives on)."""
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session(free_memory=True)
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def run_request(request: Request, progress: ProgressFn = ignore):
