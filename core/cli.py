@@ -15,7 +15,10 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from core import variants as registry
@@ -25,6 +28,33 @@ from core.progress import Progress
 
 class BadInput(Exception):
     pass
+
+
+@contextmanager
+def libraries_quiet(quiet: bool = True):
+    """While TensorFlow, absl, the converter and LiteRT work, what they print (C++ log lines on
+    stderr, the converter's own line on stdout, Python warnings) goes to a scratch file: the CLI's
+    output is its own lines. Yields the stream for those (the real stderr). --verbose keeps it all."""
+    if not quiet:
+        yield sys.stderr
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    own = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fd in (1, 2):
+            os.dup2(sink.fileno(), fd)
+        try:
+            yield own
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            own.close()
 
 
 class ProgressPrinter:
@@ -69,16 +99,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="also time Keras model.predict and model(x) on one image (~1 s more)")  # fmt: skip
     run.add_argument("--json", dest="json_path", help="write the JSON report here")
     run.add_argument("--save-dir", help="write the Keras model and every .tflite here")
+    run.add_argument("--verbose", action="store_true", help="also show what TensorFlow, the converter and LiteRT print")
     inspect = commands.add_parser("inspect", help="describe a .tflite (or .keras/.h5) file")
     inspect.add_argument("file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    inspect.add_argument("--verbose", action="store_true", help="also show what TensorFlow prints (Keras files)")
     commands.add_parser("variants", help="list the variants the lab knows")
     return parser
 
 
 def _run(args) -> int:
     from core.pipeline import RunConfig, run
-    from core.report import format_table
+    from core.report import format_table, to_json
 
     try:
         names = tuple(registry.parse_names(args.variants))
@@ -93,7 +125,8 @@ def _run(args) -> int:
                        preset=args.architecture, epochs=args.epochs, variants=names, threads=args.threads,
                        calibration=args.calibration, runs=args.runs, seed=args.seed,
                        keras_latency=args.keras_latency, extra={"qat_epochs": args.qat_epochs})  # fmt: skip
-    result = run(config, ProgressPrinter())
+    with libraries_quiet(not args.verbose) as progress_stream:
+        result = run(config, ProgressPrinter(progress_stream))
     if result.notice:
         print(f"notice: {result.notice}", file=sys.stderr)
     report = result.report
@@ -109,7 +142,7 @@ def _run(args) -> int:
     print("timings (s): " + ", ".join(f"{key} {value:.2f}" for key, value in report["timings_s"].items()))
     if args.json_path:
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_path).write_text(json.dumps(report, indent=2))
+        Path(args.json_path).write_text(to_json(report))
         print(f"report written to {args.json_path}")
     if args.save_dir:
         folder = Path(args.save_dir)
@@ -129,7 +162,7 @@ def _inspect(args) -> int:
         raise BadInput(f"{path}: no such file")
     data = path.read_bytes()
     if path.suffix.lower() in (".keras", ".h5"):
-        return _inspect_keras(data, path.name, args.json)
+        return _inspect_keras(data, path.name, args.json, args.verbose)
     try:
         inspection = inspect_tflite(data)
     except ModelFormatError as error:
@@ -138,11 +171,12 @@ def _inspect(args) -> int:
     return 0
 
 
-def _inspect_keras(data: bytes, name: str, as_json: bool) -> int:
+def _inspect_keras(data: bytes, name: str, as_json: bool, verbose: bool = False) -> int:
     from core.worker import WorkerError, run_job
 
     try:
-        result = run_job("load_keras", data=data, file_name=name, dataset=None)
+        with libraries_quiet(not verbose):
+            result = run_job("load_keras", data=data, file_name=name, dataset=None)
     except WorkerError as error:
         raise BadInput(str(error)) from error
     summary = result["summary"]

@@ -106,7 +106,7 @@ def time_variants(tflites: dict[str, bytes], evaluations: dict[str, EvaluationRe
     for index, name in enumerate(tflites):
         progress(Progress("benchmark", index / len(tflites), f"timing {name}: {runs:,} single-image invokes"))
         latency = invoke_latency(LiteModel(tflites[name], threads=threads, xnnpack=xnnpack), throughput_images[0], name, runs=runs)
-        throughput = batch_throughput(LiteModel(tflites[name], threads=threads, xnnpack=xnnpack), throughput_images, seconds=0.05)
+        throughput = batch_throughput(LiteModel(tflites[name], threads=threads, xnnpack=xnnpack), throughput_images)
         results[name] = VariantMeasurement(name, len(tflites[name]), evaluations[name], latency, throughput,
                                            (convert_seconds or {}).get(name, float("nan")))  # fmt: skip
     progress(Progress("benchmark", 1.0, "measured"))

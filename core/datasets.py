@@ -14,6 +14,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import limits
 from core.images import mnist_style
 
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
@@ -213,31 +216,61 @@ def fetch(name: str, origin: str | None = None, cache_dir: Path | None = None, p
     return _dataset(name, arrays, source.class_names, f"{source.credit}, downloaded from {base}, cached in {folder}")
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
+def _open_maybe_gzip(path: Path):
+    """The file as a stream of its (decompressed) bytes: a .gz is decompressed as it is read, so
+    that nothing beyond what the reader asks for is ever expanded."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return gzip.open(path, "rb") if head == b"\x1f\x8b" else open(path, "rb")
+
+
+def _read_exactly(stream, count: int, file_name: str) -> bytes:
+    data = stream.read(count)
+    if len(data) < count:
+        raise DatasetError(f"{file_name}: the file ends early: {len(data):,} of {count:,} bytes")
+    return data
+
+
+def read_idx(path: Path, images: bool, file_name: str | None = None) -> np.ndarray:
+    """Read one IDX file (.gz or not), header first: the magic number, the shape and the count
+    are checked before the data is read, and no more than the header promises is decompressed."""
+    name = file_name or path.name
+    expected_magic, ndim = (IDX_IMAGES_MAGIC, 3) if images else (IDX_LABELS_MAGIC, 1)
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(2)
-        if head == b"\x1f\x8b":
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DatasetError(f"{path.name}: cannot be read ({error})") from error
+        with _open_maybe_gzip(path) as stream:
+            header = stream.read(4 + 4 * ndim)
+            dims = _check_idx_header(header, name, images, expected_magic, ndim)
+            expected = int(np.prod(dims))
+            data = _read_exactly(stream, expected, name)
+            if stream.read(1):
+                raise DatasetError(f"{name}: the file is longer than its header promises ({expected:,} bytes of data for shape {dims})")
+    except DatasetError:
+        raise
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise DatasetError(f"{name}: cannot be read ({error})") from error
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _check_idx_header(header: bytes, name: str, images: bool, expected_magic: int, ndim: int) -> list[int]:
+    if len(header) < 4 + 4 * ndim:
+        raise DatasetError(f"{name}: too short for an IDX header ({len(header)} bytes)")
+    magic = int.from_bytes(header[0:4], "big")
+    if magic != expected_magic:
+        kind = "images (magic 2051)" if images else "labels (magic 2049)"
+        raise DatasetError(f"{name}: magic number {magic} is not IDX {kind}")
+    dims = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    if images and dims[1:] != [28, 28]:
+        raise DatasetError(f"{name}: images are {dims[1]}×{dims[2]}, the lab needs 28×28")
+    if dims[0] > limits.MAX_IMAGES:
+        raise DatasetError(limits.refusal(name, "the number of " + ("images" if images else "labels"), dims[0], limits.MAX_IMAGES))
+    return dims
 
 
 def parse_idx(data: bytes, file_name: str, images: bool) -> np.ndarray:
-    """Parse one IDX file (images: N×rows×cols uint8; labels: N uint8), checking its header."""
+    """Parse one IDX file held in memory (images: N×rows×cols uint8; labels: N uint8)."""
     expected_magic, ndim = (IDX_IMAGES_MAGIC, 3) if images else (IDX_LABELS_MAGIC, 1)
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(f"{file_name}: too short for an IDX header ({len(data)} bytes)")
-    magic = int.from_bytes(data[0:4], "big")
-    if magic != expected_magic:
-        kind = "images (magic 2051)" if images else "labels (magic 2049)"
-        raise DatasetError(f"{file_name}: magic number {magic} is not IDX {kind}")
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    if images and dims[1:] != [28, 28]:
-        raise DatasetError(f"{file_name}: images are {dims[1]}×{dims[2]}, the lab needs 28×28")
+    dims = _check_idx_header(data[:header], file_name, images, expected_magic, ndim)
     expected = int(np.prod(dims))
     if len(data) - header != expected:
         raise DatasetError(f"{file_name}: header promises {expected} bytes of data for shape {dims}, file has {len(data) - header}")
@@ -248,28 +281,64 @@ def _find_idx(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
-    raise DatasetError(f"{stem}: not found in {folder} (looked for {stem} and {stem}.gz)")
+    raise DatasetError(f"{stem}: not among the files (looked for {stem} and {stem}.gz)")
 
 
 def load_idx_arrays(folder: Path) -> dict[str, np.ndarray]:
     arrays = {}
     for key, stem in IDX_FILES.items():
         path = _find_idx(folder, stem)
-        arrays[key] = parse_idx(_read_maybe_gzip(path), path.name, images=key.startswith("x"))
+        arrays[key] = read_idx(path, images=key.startswith("x"))
     return arrays
 
 
-def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+def load_npz_arrays(path: Path, file_name: str | None = None) -> dict[str, np.ndarray]:
+    """Read x_train, y_train, x_test and y_test from a keras-format .npz, headers first: every
+    member's shape, dtype and expanded size are checked before its data is read, and pickled
+    (object) arrays are refused."""
+    name = file_name or path.name
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in IDX_FILES if key not in archive.files]
-            if missing:
-                raise DatasetError(f"{path.name}: missing arrays {', '.join(missing)} (needs x_train, y_train, x_test, y_test)")
-            return {key: archive[key] for key in IDX_FILES}
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise DatasetError(f"{name}: not an .npz archive (an .npz is a zip of .npy arrays)") from error
+    with archive:
+        members = archive.infolist()
+        if len(members) > limits.MAX_NPZ_MEMBERS:
+            raise DatasetError(limits.refusal(name, "the number of arrays", len(members), limits.MAX_NPZ_MEMBERS))
+        by_key = {info.filename.removesuffix(".npy"): info for info in members}
+        missing = [key for key in IDX_FILES if key not in by_key]
+        if missing:
+            raise DatasetError(f"{name}: missing arrays {', '.join(missing)} (needs x_train, y_train, x_test, y_test)")
+        return {key: _read_npy_member(archive, by_key[key], name, key) for key in IDX_FILES}
+
+
+def _read_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, key: str) -> np.ndarray:
+    label = f"{name} {key}"
+    if info.file_size > limits.MAX_EXPANDED_BYTES:
+        raise DatasetError(limits.refusal(label, "the expanded size", info.file_size, limits.MAX_EXPANDED_BYTES, "bytes"))
+    try:
+        with archive.open(info) as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(stream, max_header_size=10_000)
+            if dtype.hasobject:
+                raise DatasetError(f"{label}: holds pickled Python objects, which the lab does not load")
+            count = shape[0] if shape else 1
+            if count > limits.MAX_IMAGES:
+                raise DatasetError(limits.refusal(label, "the number of " + ("images" if key.startswith("x") else "labels"), count,
+                                                  limits.MAX_IMAGES))  # fmt: skip
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if nbytes > limits.MAX_EXPANDED_BYTES:
+                raise DatasetError(limits.refusal(label, "the array's size", nbytes, limits.MAX_EXPANDED_BYTES, "bytes"))
+            data = stream.read(nbytes + 1)
     except DatasetError:
         raise
-    except Exception as error:  # np.load raises many kinds on a bad archive
-        raise DatasetError(f"{path.name}: not a readable .npz archive ({error})") from error
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TypeError, KeyError) as error:
+        raise DatasetError(f"{label}: not a readable .npy array ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from error
+    if len(data) != nbytes:
+        raise DatasetError(f"{label}: holds {len(data):,} bytes of data where its header promises {nbytes:,}")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def _images(array: np.ndarray, label: str) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core import limits
 from core.datasets import Dataset
 from core.progress import Progress, ProgressFn, ignore
 
@@ -174,10 +175,36 @@ def to_bytes(model) -> bytes:
             return handle.read()
 
 
+def check_keras_archive(data: bytes, file_name: str) -> None:
+    """Refuse a .keras file whose zip would expand beyond the limits, before Keras opens it: the
+    number of entries, each entry's and the total expanded size, and config.json's size (read
+    from the central directory; nothing is decompressed)."""
+    import io
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ModelFileError(f"{file_name}: not a .keras file (a .keras file is a zip archive, and this one cannot be read)") from error
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > limits.MAX_KERAS_ENTRIES:
+            raise ModelFileError(limits.refusal(file_name, "the number of entries in the archive", len(entries), limits.MAX_KERAS_ENTRIES))
+        total = 0
+        for entry in entries:
+            if entry.filename == "config.json" and entry.file_size > limits.MAX_KERAS_CONFIG:
+                raise ModelFileError(limits.refusal(file_name, "config.json's expanded size", entry.file_size, limits.MAX_KERAS_CONFIG, "bytes"))
+            total += entry.file_size
+        if total > limits.MAX_KERAS_EXPANDED:
+            raise ModelFileError(limits.refusal(file_name, "the archive's expanded size", total, limits.MAX_KERAS_EXPANDED, "bytes"))
+        if "config.json" not in {entry.filename for entry in entries}:
+            raise ModelFileError(f"{file_name}: not a Keras model archive (it has no config.json)")
+
+
 def from_bytes(data: bytes, file_name: str = "model.keras"):
-    """Load a user's .keras or .h5 from bytes, in safe mode (no arbitrary code)."""
+    """Load a user's .keras or .h5 from bytes, in safe mode (no arbitrary code), within the limits."""
     import keras
 
+    file_name = limits.safe_name(file_name, "model.keras")
     suffix = os.path.splitext(file_name)[1].lower()
     if suffix not in (".keras", ".h5"):
         raise ModelFileError(f"{file_name}: expected a .keras or .h5 Keras model")
@@ -185,19 +212,26 @@ def from_bytes(data: bytes, file_name: str = "model.keras"):
         raise ModelFileError(f"{file_name}: not a .keras file (a .keras file is a zip archive)")
     if suffix == ".h5" and not data.startswith(b"\x89HDF\r\n\x1a\n"):
         raise ModelFileError(f"{file_name}: not an HDF5 (.h5) file")
+    if suffix == ".keras":
+        check_keras_archive(data, file_name)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model" + suffix)
         with open(path, "wb") as handle:
             handle.write(data)
+
+        def why(error: BaseException) -> str:  # Keras names its temporary path; the person never sees it
+            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            return text.replace(path, file_name).replace(folder, "…")
+
         try:
             model = keras.models.load_model(path, compile=False, safe_mode=True)
         except ValueError as error:
             text = str(error)
             if "Lambda" in text or "safe_mode" in text or "unsafe" in text:
                 raise ModelFileError(f"{file_name}: it contains a Lambda layer (arbitrary Python code), which the lab refuses to load") from error
-            raise ModelFileError(f"{file_name}: Keras cannot load it ({text.splitlines()[0] if text else type(error).__name__})") from error
-        except (OSError, zipfile.BadZipFile, KeyError, TypeError, AttributeError) as error:
-            raise ModelFileError(f"{file_name}: Keras cannot load it ({error})") from error
+            raise ModelFileError(f"{file_name}: Keras cannot load it ({why(error)})") from error
+        except Exception as error:  # Keras raises many kinds on a damaged file; the person needs one line
+            raise ModelFileError(f"{file_name}: Keras cannot load it ({why(error)})") from error
     check_classifier(model, file_name)
     return model
 

@@ -16,7 +16,7 @@ from core.convert import DEFAULT_CALIBRATION, calibration_sample
 from core.datasets import load
 from core.latency import DEFAULT_RUNS
 from core.progress import Progress, ProgressFn, ignore
-from core.report import build_report, environment
+from core.report import build_report, dataset_info, environment, model_info
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,8 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
     timings["total"] = time.perf_counter() - start
 
     report = build_report(
-        dataset={**dataset.summary(), "offline_fallback": bool(loaded.notice)},
-        model={"architecture": architecture, "epochs": epochs, "parameters": int(model.count_params()),
-               "keras_accuracy": round(keras_accuracy, 6)},  # fmt: skip
+        dataset=dataset_info(dataset.summary(), bool(loaded.notice)),
+        model=model_info(architecture, epochs, model.count_params(), keras_accuracy),
         measurements=measurements,
         timings_s=timings,
         env=environment(config.threads, tensorflow=tf.__version__) | {"keras": keras.__version__},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import platform
 
@@ -11,7 +12,33 @@ from core.compare import VariantMeasurement, size_ratio
 
 
 def _number(value: float, digits: int = 6):
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), digits)
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), digits)
+
+
+def json_safe(value):
+    """The value with every NaN or infinity replaced by None (JSON has no NaN: strict parsers
+    reject it), NumPy scalars made plain, tuples made lists."""
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # a NumPy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dataset_info(summary: dict, offline_fallback: bool) -> dict:
+    """The report's ``dataset`` object, for the CLI and the app alike."""
+    return {**summary, "offline_fallback": bool(offline_fallback)}
+
+
+def model_info(architecture: str, epochs: int | None, parameters: int | None, keras_accuracy: float | None) -> dict:
+    """The report's ``model`` object, for the CLI and the app alike (None where it is not known,
+    e.g. the Keras accuracy of an uploaded .tflite)."""
+    return {"architecture": architecture, "epochs": epochs, "parameters": None if parameters is None else int(parameters),
+            "keras_accuracy": _number(keras_accuracy)}  # fmt: skip
 
 
 def variant_row(measurements: dict[str, VariantMeasurement], name: str, extra: dict | None = None) -> dict:
@@ -63,7 +90,52 @@ def build_report(dataset: dict, model: dict, measurements: dict[str, VariantMeas
     }
     if keras_latency_us:
         report["keras_latency_us"] = keras_latency_us
-    return report
+    return json_safe(report)
+
+
+# The report's shape, for the CLI's --json and the app's export alike: required keys and their types
+# (None is allowed where a figure is not known). A test validates both against it.
+_NUMBER = (int, float, type(None))
+SCHEMA = {
+    "dataset": {"name": str, "source": str, "train_size": int, "test_size": int, "offline_fallback": bool},
+    "model": {"architecture": str, "epochs": (int, type(None)), "parameters": (int, type(None)), "keras_accuracy": _NUMBER},
+    "variant": {"name": str, "size_bytes": int, "size_ratio": _NUMBER, "accuracy": _NUMBER, "agreement": _NUMBER, "flips": int,
+                "latency_us": dict, "throughput_ips": _NUMBER, "convert_s": _NUMBER, "per_class_accuracy": list, "confusion": list},
+    "timings_s": dict,
+    "environment": {"python": str, "tensorflow": (str, type(None)), "litert": (str, type(None)), "threads": int, "xnnpack": bool,
+                    "machine": str},
+}  # fmt: skip
+
+
+def schema_errors(report: dict) -> list[str]:
+    """What in the report does not follow SCHEMA (an empty list when it all does)."""
+    found = []
+
+    def fields(where: str, value, spec: dict) -> None:
+        if not isinstance(value, dict):
+            found.append(f"{where}: not an object")
+            return
+        for key, kind in spec.items():
+            if key not in value:
+                found.append(f"{where}.{key}: missing")
+            elif not isinstance(value[key], kind) or (kind is int and isinstance(value[key], bool)):
+                found.append(f"{where}.{key}: {type(value[key]).__name__}")
+
+    fields("dataset", report.get("dataset"), SCHEMA["dataset"])
+    fields("model", report.get("model"), SCHEMA["model"])
+    fields("environment", report.get("environment"), SCHEMA["environment"])
+    if not isinstance(report.get("timings_s"), dict) or not all(isinstance(v, _NUMBER) for v in report["timings_s"].values()):
+        found.append("timings_s: not an object of numbers")
+    if not isinstance(report.get("variants"), list) or not report["variants"]:
+        found.append("variants: not a non-empty list")
+    for index, row in enumerate(report.get("variants") or []):
+        fields(f"variants[{index}]", row, SCHEMA["variant"])
+    return found
+
+
+def to_json(report: dict) -> str:
+    """The report as strict JSON (a NaN left anywhere raises here, not in a reader's parser)."""
+    return json.dumps(report, indent=2, allow_nan=False)
 
 
 def format_table(report: dict) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -14,12 +14,12 @@ import streamlit as st
 from core import variants as registry
 from core.compare import VariantMeasurement, reference_first
 from core.evaluate import score
-from core.latency import invoke_latency
-from core.report import build_report, environment, to_csv
+from core.latency import batch_throughput, invoke_latency
+from core.report import build_report, dataset_info, environment, model_info, to_csv, to_json
 from core.runtime import LiteModel
 from ui import state
-from ui.layout import need_model, need_variants, through_the_app, variant_label
-from ui.resources import dataset_key, evaluate_tflite, inspect_for, layer_errors_for
+from ui.layout import model_fits, need_model, need_variants, through_the_app, variant_label
+from ui.resources import evaluate_tflite, inspect_for, layer_errors_for
 
 through_the_app()
 st.title("Compare")
@@ -28,13 +28,14 @@ st.title("Compare")
 def evaluations_ui(converted, dataset):
     names = reference_first(converted)
     results = {}
+    started = time.perf_counter()
     bar = st.progress(0.0, text="Evaluating on the test set…")
     for index, name in enumerate(names):
         bar.progress(index / len(names), text=f"Evaluating {name} on {dataset.test_size:,} test images…")
         item = converted[name]
-        results[name] = evaluate_tflite(name, item.digest, item.tflite, dataset_key(dataset), dataset)
+        results[name] = evaluate_tflite(name, item.digest, item.tflite, dataset.digest, dataset)
     bar.empty()
-    return {name: results[name] for name in converted}, names[0]
+    return {name: results[name] for name in converted}, names[0], time.perf_counter() - started
 
 
 def latency_ui(converted, dataset) -> tuple[dict, int, bool]:
@@ -46,16 +47,18 @@ def latency_ui(converted, dataset) -> tuple[dict, int, bool]:
     runs = right.select_slider("Timed runs per variant", [200, 500, 1000, 2000], value=state.remembered("runs", 1000), key="runs",
                                on_change=state.remember, args=("runs",))  # fmt: skip
     cache = st.session_state.setdefault("lab_latency", {})
-    settings = (threads, xnnpack, runs)
+    settings = (threads, xnnpack, runs, dataset.digest)
     if settings not in cache or st.button("Measure again", key="measure"):
         bar = st.progress(0.0)
-        measured = {}
+        measured, started = {}, time.perf_counter()
         for index, (name, item) in enumerate(converted.items()):
-            bar.progress(index / len(converted), text=f"Timing {name}: {runs:,} single-image invokes after warm-up…")
+            bar.progress(index / len(converted), text=f"Timing {name}: {runs:,} single-image invokes after warm-up, then batches…")
             model = LiteModel(item.tflite, threads=threads, xnnpack=xnnpack)
-            measured[name] = invoke_latency(model, dataset.x_test[0], name, runs=runs)
+            latency = invoke_latency(model, dataset.x_test[0], name, runs=runs)
+            throughput = batch_throughput(LiteModel(item.tflite, threads=threads, xnnpack=xnnpack), dataset.x_test[:256])
+            measured[name] = (latency, throughput)
         bar.empty()
-        cache[settings] = measured
+        cache[settings] = (measured, time.perf_counter() - started)
     return cache[settings], threads, xnnpack
 
 
@@ -130,7 +133,7 @@ def layer_errors_ui(converted, dataset) -> dict[str, list]:
     images = dataset.x_test[:LAYER_SAMPLE]
     with st.spinner("Comparing every layer of every variant with float32…"):
         errors = {
-            name: layer_errors_for(name, item.digest, reference.digest, reference.tflite, item.tflite, dataset_key(dataset), images)
+            name: layer_errors_for(name, item.digest, reference.digest, reference.tflite, item.tflite, dataset.digest, images)
             for name, item in converted.items() if name != registry.REFERENCE
         }  # fmt: skip
     if not errors:
@@ -194,26 +197,29 @@ def anatomy_ui(converted) -> None:
 
 def export_ui(report: dict) -> None:
     left, right = st.columns(2)
-    left.download_button("⬇ Comparison as JSON", json.dumps(report, indent=2), file_name="comparison.json", mime="application/json", key="export_json")
+    st.session_state["lab_report"] = report  # the last export, as core.report built it
+    left.download_button("⬇ Comparison as JSON", to_json(report), file_name="comparison.json", mime="application/json", key="export_json")
     right.download_button("⬇ Comparison as CSV", to_csv(report), file_name="comparison.csv", mime="text/csv", key="export_csv")
 
 
-model = need_model()
-converted = need_variants() if model is not None else {}
-if model is not None and converted:
+def compare_ui(model: state.LabModel, converted: dict) -> None:
     dataset, choice = state.current_dataset()
-    st.caption(f"On the {dataset.test_size:,} test images of {dataset.name}. Agreement is measured against "
+    if not model_fits(model, dataset, "compare"):
+        return
+    trained_on = "" if not model.dataset_digest or model.dataset_digest == dataset.digest else f" (the model was trained on {model.dataset_name})"
+    st.caption(f"On the {dataset.test_size:,} test images of {dataset.name}{trained_on}. Agreement is measured against "
                f"{registry.REFERENCE if registry.REFERENCE in converted else 'the first variant'}.")  # fmt: skip
-    evaluations, reference = evaluations_ui(converted, dataset)
+    evaluations, reference, evaluate_s = evaluations_ui(converted, dataset)
     st.subheader("Latency")
-    latencies, threads, xnnpack = latency_ui(converted, dataset)
+    (timed, benchmark_s), threads, xnnpack = latency_ui(converted, dataset)
     measurements = {}
     for name, item in converted.items():
         # Each variant was evaluated (and cached) alone: score it again against the reference.
         alone = evaluations[name]
         evaluation = score(alone.predictions, dataset.y_test, len(dataset.class_names), evaluations[reference].predictions,
                            alone.probabilities, alone.seconds)  # fmt: skip
-        measurements[name] = VariantMeasurement(name, len(item.tflite), evaluation, latencies[name], float("nan"), item.seconds)
+        latency, throughput = timed[name]
+        measurements[name] = VariantMeasurement(name, len(item.tflite), evaluation, latency, throughput, item.seconds)
     st.session_state["lab_compared"] = True
     st.subheader("Side by side")
     charts_ui(measurements, reference)
@@ -226,7 +232,22 @@ if model is not None and converted:
     st.subheader("Model anatomy")
     anatomy_ui(converted)
     st.subheader("Export")
-    report = build_report(dataset.summary(), {"architecture": model.label, "keras_accuracy": model.keras_accuracy},
-                          measurements, {}, environment(threads, xnnpack, tensorflow=None),
-                          extras={name: {"layer_errors": [e.to_dict() for e in found]} for name, found in errors.items()})  # fmt: skip
+    summary = model.summary
+    report = build_report(
+        dataset=dataset_info(dataset.summary(), bool(choice.notice)),
+        model=model_info(summary.architecture if summary else model.label, len(model.history) or None,
+                         summary.parameters if summary else None, model.keras_accuracy),
+        measurements=measurements, timings_s={"evaluate": evaluate_s, "benchmark": benchmark_s},
+        env=environment(threads, xnnpack, tensorflow=None),
+        extras={name: {"layer_errors": [e.to_dict() for e in found]} for name, found in errors.items()},
+    )  # fmt: skip
     export_ui(report)
+
+
+model = need_model()
+converted = need_variants() if model is not None else {}
+if model is not None and converted:
+    try:
+        compare_ui(model, converted)
+    except (ValueError, RuntimeError) as error:  # core's errors (a model LiteRT cannot run, a failed comparison): one line
+        st.error(f"The comparison stopped: {str(error).splitlines()[0] if str(error) else type(error).__name__}")

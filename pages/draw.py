@@ -16,7 +16,7 @@ from core import variants as registry
 from core.images import canvas_png_to_grey, mnist_style
 from core.runtime import LiteModel, to_probabilities
 from ui import state
-from ui.layout import need_model, need_variants, through_the_app, variant_label
+from ui.layout import model_fits, need_model, need_variants, through_the_app, variant_label
 
 through_the_app()
 st.title("Draw")
@@ -138,15 +138,21 @@ def canvas_fragment(converted: dict[str, state.ConvertedVariant], class_names) -
         if digit is None:
             st.info("Draw a digit on the black square (a big one, filling most of it). Every variant will answer here.")
             return
-        st.html(preview_html(digit) + answers_html(predict(models, digit), class_names, draw))
+        try:
+            answers = predict(models, digit)
+        except (ValueError, RuntimeError) as error:  # an interpreter error: one line, the canvas stays
+            st.error(f"A variant could not answer: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+            return
+        st.html(preview_html(digit) + answers_html(answers, class_names, draw))
 
 
 model = need_model()
 converted = need_variants() if model is not None else {}
 if model is not None and converted:
     dataset, _ = state.current_dataset()
+    model_fits(model, dataset, "draw")
     st.write("Draw with the mouse (or a finger). The toolbar under the canvas undoes and clears.")
     st.html(CARD_STYLE)  # once per page, outside the fragment: a stroke sends only the cards
     # Restore the last drawing when the page is entered; within the page the canvas keeps its own.
     st.session_state["lab_drawing_start"] = st.session_state.get("lab_drawing")
-    canvas_fragment(converted, dataset.class_names)
+    canvas_fragment(converted, model.class_names or dataset.class_names)  # the answers are the model's classes

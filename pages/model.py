@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import datasets, models
+from core import datasets, limits, models
 from core.datasets import DatasetError
 from core.inspect import ModelFormatError, inspect_tflite
 from core.jobs import LoadModelRequest, TrainRequest
 from core.runtime import RuntimeModelError, probe
 from ui import jobs as jobs_ui
 from ui import state
-from ui.layout import epoch_chart, markdown_table, notice, through_the_app
+from ui.layout import epoch_chart, markdown_table, model_fits, notice, through_the_app
 from ui.resources import load_dataset
 
 DATASET_LABELS = {
@@ -60,17 +60,22 @@ def dataset_ui() -> tuple[datasets.Dataset, state.DatasetChoice]:
 
 
 def load_uploaded_dataset(files) -> datasets.Dataset:
+    """Parse uploaded files within the limits (core.limits): names sanitized, headers read first."""
+    names = [limits.safe_name(file.name) for file in files]
+    if len(set(names)) != len(names):
+        raise DatasetError("two of the files have the same name")
     with tempfile.TemporaryDirectory() as folder:
-        for file in files:
-            (Path(folder) / Path(file.name).name).write_bytes(file.getvalue())
-        npz = [file.name for file in files if file.name.endswith(".npz")]
+        for name, file in zip(names, files, strict=True):
+            (Path(folder) / name).write_bytes(file.getvalue())
+        npz = [name for name in names if name.lower().endswith(".npz")]
         if npz:
             if len(files) > 1:
                 raise DatasetError("give either one .npz or the four IDX files, not both")
-            return datasets.load_local(Path(folder) / npz[0])
-        # Named after the upload, not the temporary folder it was read from.
-        return dataclasses.replace(datasets.load_local(folder), name="your IDX files",
-                                   source=f"your upload: {', '.join(sorted(file.name for file in files))}")  # fmt: skip
+            loaded, label = datasets.load_local(Path(folder) / npz[0]), npz[0]
+        else:
+            loaded, label = datasets.load_local(folder), "your IDX files"
+    # Named after the upload, never after the temporary folder it was read from.
+    return dataclasses.replace(loaded, name=label, source=f"your upload: {', '.join(sorted(names))}")
 
 
 def samples_ui(dataset: datasets.Dataset) -> None:
@@ -110,31 +115,39 @@ def upload_ui(dataset: datasets.Dataset) -> None:
     jobs_ui.job_panel("load")
     if file is None or not st.button("Use this model", key="use_model", disabled=jobs_ui.active("load")):
         return
-    data = file.getvalue()
-    if file.name.lower().endswith(".tflite"):
+    name, data = limits.safe_name(file.name, "model"), file.getvalue()
+    if name.lower().endswith(".tflite"):
         try:
             probe(data)  # in a child process: a malformed file cannot take the server down
             inspect_tflite(data)
         except (ModelFormatError, RuntimeModelError) as error:
-            st.error(f"{file.name} cannot be used: {error}")
+            st.error(f"{name} cannot be used: {error}")
             return
-        state.set_model(state.LabModel(label=file.name, keras_bytes=None, summary=None, keras_accuracy=float("nan"),
-                                       dataset_name=dataset.name, uploaded_tflite=data, dataset_digest=dataset.digest))  # fmt: skip
-        st.toast(f"{file.name} loaded: it is compared as it is (conversion needs a Keras model).")
+        state.set_model(state.LabModel(label=name, keras_bytes=None, summary=None, keras_accuracy=float("nan"),
+                                       dataset_name=dataset.name, uploaded_tflite=data, dataset_digest=dataset.digest,
+                                       class_names=dataset.class_names))  # fmt: skip
+        st.toast(f"{name} loaded: it is compared as it is (conversion needs a Keras model).")
         return
-    jobs_ui.submit(LoadModelRequest(file.name, data, state.dataset_ref()))
+    try:
+        if name.lower().endswith(".keras"):
+            models.check_keras_archive(data, name)  # the zip's directory, before anything is expanded
+    except models.ModelFileError as error:
+        st.error(f"{name} cannot be used: {error}")
+        return
+    jobs_ui.submit(LoadModelRequest(name, data, state.dataset_ref()))
     st.rerun()
 
 
-def model_ui(model: state.LabModel) -> None:
+def model_ui(model: state.LabModel, dataset: datasets.Dataset) -> None:
     st.subheader(f"Current model: {model.label}")
+    model_fits(model, dataset, "model")
     if model.seed is not None:
         where = {"cache": "from the class's shared cache", "joined": "shared with another session's identical run"}.get(model.origin, "trained for this session")
         st.caption(f"Seed {model.seed}, {where}.")
     if model.summary is not None:
         left, right = st.columns(2)
         left.metric("Parameters", f"{model.summary.parameters:,}")
-        right.metric(f"Keras test accuracy ({model.dataset_name})", f"{model.keras_accuracy:.4f}")
+        right.metric(f"Keras test accuracy (on {model.dataset_name}, its own test set)", f"{model.keras_accuracy:.4f}")
         st.markdown(markdown_table(["layer", "type", "output shape", "parameters"],
                                    [[name, kind, f"`{shape}`", f"{count:,}"] for name, kind, shape, count in model.summary.layers],
                                    align="lllr"))  # fmt: skip
@@ -161,5 +174,5 @@ with upload_tab:
 current = state.model()
 if current is not None:
     st.divider()
-    model_ui(current)
+    model_ui(current, dataset)
     st.page_link("pages/quantize.py", label="Next: quantize it")

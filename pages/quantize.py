@@ -9,7 +9,7 @@ from core.convert import DEFAULT_CALIBRATION
 from core.jobs import ConvertRequest
 from ui import jobs as jobs_ui
 from ui import state
-from ui.layout import markdown_table, need_model, through_the_app, variant_label
+from ui.layout import markdown_table, model_fits, need_model, through_the_app, variant_label
 
 through_the_app()
 st.title("Quantize")
@@ -75,7 +75,7 @@ model = need_model()
 if model is not None:
     if not model.can_convert:
         st.info(f"{model.label} is a .tflite: it is compared as it is. Converting needs the Keras model it came from.")
-    else:
+    elif model_fits(model, state.current_dataset()[0], "quantize"):
         names, calibration, options = choose_ui()
         convert_ui(model, names, calibration, options)
     converted = state.variants()

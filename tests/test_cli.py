@@ -51,6 +51,11 @@ def test_the_json_report_has_every_documented_field(mnist_small_report):
         assert row["latency_us"]["p50"] <= row["latency_us"]["p90"] <= row["latency_us"]["p99"]
     assert set(report["timings_s"]) >= {"load", "train", "convert", "evaluate", "benchmark", "total"}
     assert set(report["environment"]) >= {"python", "tensorflow", "litert", "threads"}
+    from core.report import schema_errors
+
+    assert schema_errors(report) == []
+    for row in report["variants"]:
+        assert row["throughput_ips"] > 0  # measured for ≥ 0.5 s and ≥ 1,000 images
 
 
 def test_save_dir_holds_the_model_and_every_tflite_and_inspect_reads_them(mnist_small_report):

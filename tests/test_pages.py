@@ -142,7 +142,7 @@ def test_compare_page_remeasures_with_other_threads_and_without_xnnpack(lab_stat
     at = page("pages/compare.py", lab_state)
     at.toggle(key="xnnpack").set_value(False).run()
     assert not at.exception
-    assert (1, False, 1000) in at.session_state["lab_latency"]
+    assert any(key[:3] == (1, False, 1000) for key in at.session_state["lab_latency"])
 
 
 def test_draw_page_shows_a_hint_on_a_blank_canvas(lab_state):

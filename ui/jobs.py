@@ -228,7 +228,7 @@ def _trained(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) ->
     state.set_model(state.LabModel(
         label=ticket.label, keras_bytes=outcome.model_bytes, summary=outcome.summary, keras_accuracy=outcome.keras_accuracy,
         history=outcome.history, dataset_name=request.dataset.name,
-        dataset_digest=outcome.dataset_digest, seed=request.seed, origin=origin,
+        dataset_digest=outcome.dataset_digest, seed=request.seed, origin=origin, class_names=request.dataset.class_names,
     ))  # fmt: skip
     if origin == "cache":
         messages()["train"] = ("info", f"This model came from the class's shared cache: the same training (seed {request.seed}) "
@@ -248,7 +248,7 @@ def _loaded(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> 
     state.set_model(state.LabModel(
         label=request.file_name, keras_bytes=outcome.model_bytes, summary=outcome.summary, keras_accuracy=outcome.keras_accuracy,
         dataset_name=request.dataset.name if request.dataset else "",
-        dataset_digest=outcome.dataset_digest,
+        dataset_digest=outcome.dataset_digest, class_names=request.dataset.class_names if request.dataset else (),
     ))  # fmt: skip
     messages()["load"] = ("success", f"{request.file_name} loaded.")
 

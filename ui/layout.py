@@ -76,6 +76,26 @@ def need_model() -> state.LabModel | None:
     return model
 
 
+def model_fits(model: state.LabModel, dataset, page: str) -> bool:
+    """Say plainly when the model was made on other data than the dataset now chosen. Returns
+    whether the page may use the model with this dataset: never across different classes; across
+    other data of the same classes only where the page labels it (``page`` = "compare" asks)."""
+    if model.class_names and tuple(model.class_names) != tuple(dataset.class_names):
+        st.error(f"This model answers with the classes of {model.dataset_name} ({', '.join(model.class_names[:4])}, …), not "
+                 f"those of {dataset.name} ({', '.join(dataset.class_names[:4])}, …): it cannot be scored or used on it. "
+                 f"Train a new model on {dataset.name}, or go back to {model.dataset_name}.")  # fmt: skip
+        st.page_link("pages/model.py", label="Go to Model")
+        return False
+    if not model.dataset_digest or model.dataset_digest == dataset.digest:
+        return True
+    st.warning(f"The dataset changed since this model was made: it was trained on **{model.dataset_name}**, the dataset is now "
+               f"**{dataset.name}**. Its Keras accuracy is for {model.dataset_name}. Train again on {dataset.name} for a model "
+               "of this data, or evaluate this one on it (labelled as such).")  # fmt: skip
+    if page != "compare":
+        return True
+    return st.toggle(f"Evaluate this model on {dataset.name} anyway (it was trained on {model.dataset_name})", key="evaluate_other_data")
+
+
 def need_variants() -> dict:
     converted = state.variants()
     if not converted:

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import streamlit as st
 
 from core import datasets
 from core.evaluate import EvaluationResult
 
+RETRY_DOWNLOAD_S = 300.0  # after a failed download, a visitor this much later tries again
+_attempts: dict[str, int] = {}  # name -> which attempt is cached
+_fell_back_at: dict[str, float] = {}  # name -> when the cached attempt fell back to the offline digits
 
-@st.cache_resource(show_spinner="Loading the dataset…")
+
 def load_dataset(name: str) -> datasets.LoadedDataset:
-    """MNIST / Fashion-MNIST (downloaded once into the keras cache) or the offline digits."""
+    """MNIST / Fashion-MNIST (downloaded once into the keras cache) or the offline digits.
+
+    A successful load is cached for the server's life. When the download failed and the offline
+    digits stood in, that stands only for RETRY_DOWNLOAD_S: a passing network fault must not leave
+    every later visitor on the digits until a restart."""
+    if name in _fell_back_at and time.monotonic() - _fell_back_at[name] > RETRY_DOWNLOAD_S:
+        _attempts[name] = _attempts.get(name, 0) + 1
+        del _fell_back_at[name]
+    loaded = _load_dataset(name, _attempts.get(name, 0))
+    if loaded.notice:
+        _fell_back_at.setdefault(name, time.monotonic())
+    return loaded
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=8)
+def _load_dataset(name: str, attempt: int) -> datasets.LoadedDataset:
     return datasets.load(name)
 
 
@@ -21,10 +41,6 @@ def evaluate_tflite(name: str, digest: str, _tflite: bytes, dataset_key: str, _d
     from core.compare import evaluate_variants  # the LiteRT runtime: not needed before Compare
 
     return evaluate_variants({name: _tflite}, _dataset)[name]
-
-
-def dataset_key(dataset: datasets.Dataset) -> str:
-    return f"{dataset.name}:{dataset.train_size}:{dataset.test_size}:{float(np.sum(dataset.x_test[:50])):.3f}"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

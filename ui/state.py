@@ -6,7 +6,10 @@ Keys (one place to look):
   resources, or the session's own upload);
 * ``lab_model``: :class:`LabModel`, the trained or uploaded model (bytes, never a Keras object);
 * ``lab_variants``: ``{name: ConvertedVariant}``, the converted .tflite files;
-* ``lab_latency``: ``{(threads, xnnpack, runs): {name: LatencyStats}}``, measured on Compare;
+* ``lab_latency``: ``{(threads, xnnpack, runs, dataset digest): ({name: (LatencyStats, images/s)}, seconds)}``,
+  measured on Compare;
+* ``lab_report``: the last comparison report Compare exported (``core.report.build_report``);
+* ``lab_compared``: whether Compare has run (Home's next step);
 * ``lab_jobs``: ``{kind: JobTicket}``, this session's jobs still under way (see ``ui.jobs``);
 * ``lab_job_messages``: ``{kind: (level, text)}``, the last word on each kind of job;
 * ``lab_uploaded_ref``: the :class:`~core.datasets.DatasetRef` of the session's uploaded dataset,
@@ -49,6 +52,7 @@ class LabModel:
     dataset_digest: str = ""  # the content digest of the data it was trained (or scored) on
     seed: int | None = None  # the training seed, when trained here
     origin: str = ""  # "" computed for this session, "cache" from the class's shared cache, "joined" shared while running
+    class_names: tuple[str, ...] = ()  # the classes it answers with (its training data's); () when not known
 
     @property
     def can_convert(self) -> bool:
