@@ -121,7 +121,7 @@ def upload_ui(dataset: datasets.Dataset) -> None:
             probe(data)  # in a child process: a malformed file cannot take the server down
             inspect_tflite(data)
         except (ModelFormatError, RuntimeModelError) as error:
-            st.error(f"{name} cannot be used: {error}")
+            st.error(f"This model cannot be used: {error}")
             return
         state.set_model(state.LabModel(label=name, keras_bytes=None, summary=None, keras_accuracy=float("nan"),
                                        dataset_name=dataset.name, uploaded_tflite=data, dataset_digest=dataset.digest,
@@ -129,10 +129,12 @@ def upload_ui(dataset: datasets.Dataset) -> None:
         st.toast(f"{name} loaded: it is compared as it is (conversion needs a Keras model).")
         return
     try:
+        if not name.lower().endswith((".keras", ".h5")):
+            raise models.ModelFileError(f"{name}: expected a .keras, .h5 or .tflite model file")
         if name.lower().endswith(".keras"):
             models.check_keras_archive(data, name)  # the zip's directory, before anything is expanded
     except models.ModelFileError as error:
-        st.error(f"{name} cannot be used: {error}")
+        st.error(f"This model cannot be used: {error}")
         return
     jobs_ui.submit(LoadModelRequest(name, data, state.dataset_ref()))
     st.rerun()

@@ -57,3 +57,24 @@ def conversions(keras_model, dataset):
 @pytest.fixture(scope="session")
 def tflites(conversions):
     return {name: result.tflite for name, result in conversions.items()}
+
+
+@pytest.fixture(scope="module")
+def lab_state(keras_model, conversions, dataset):
+    """A session holding a real model and the five post-training variants (for AppTest)."""
+    from core import models
+    from ui import state
+
+    model = state.LabModel(
+        label="Seed CNN (test)", keras_bytes=models.to_bytes(keras_model), summary=models.summarize(keras_model, "seed"),
+        keras_accuracy=0.9, history=({"epoch": 1, "loss": 0.5, "accuracy": 0.85},), dataset_name=dataset.name,
+    )  # fmt: skip
+    from core.variants import POST_TRAINING
+
+    variants = {name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds) for name in POST_TRAINING}
+    return {
+        "lab_dataset": state.DatasetChoice("upload", upload_label=dataset.name, requested="upload"),
+        "lab_uploaded_dataset": dataset,
+        "lab_model": model,
+        "lab_variants": variants,
+    }

@@ -14,23 +14,6 @@ from ui import state
 TIMEOUT = 180
 
 
-@pytest.fixture(scope="module")
-def lab_state(keras_model, conversions, dataset):
-    model = state.LabModel(
-        label="Seed CNN (test)", keras_bytes=models.to_bytes(keras_model), summary=models.summarize(keras_model, "seed"),
-        keras_accuracy=0.9, history=({"epoch": 1, "loss": 0.5, "accuracy": 0.85},), dataset_name=dataset.name,
-    )  # fmt: skip
-    from core.variants import POST_TRAINING
-
-    variants = {name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds) for name in POST_TRAINING}
-    return {
-        "lab_dataset": state.DatasetChoice("upload", upload_label=dataset.name, requested="upload"),
-        "lab_uploaded_dataset": dataset,
-        "lab_model": model,
-        "lab_variants": variants,
-    }
-
-
 def page(path: str, session: dict | None = None) -> AppTest:
     """Open the app as a person does (app.py with its navigation), then move to the page."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
@@ -205,7 +188,7 @@ def upload_model(lab_state, name: str, data: bytes) -> AppTest:
 @pytest.mark.parametrize(
     "name, make, message",
     [
-        ("broken.tflite", lambda t: t["float32"][:500], "broken.tflite cannot be used"),
+        ("broken.tflite", lambda t: t["float32"][:500], "This model cannot be used: "),
         ("text.tflite", lambda t: b"hello, not a model", "identifier"),
         ("garbage.keras", lambda t: b"garbage", "not a .keras file"),
         ("garbage.h5", lambda t: b"PK\x03\x04 not hdf5", "not an HDF5"),

@@ -1,0 +1,143 @@
+"""The hardening issue's table, row by row through the app's upload widgets; models that do not
+belong to the dataset in use; one report schema for the CLI and the app; limits in one place."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from core import datasets, limits, models
+from core.report import schema_errors
+from tests.conftest import ROOT
+from tests.test_pages import page, settle
+from ui import state
+
+
+def test_the_upload_limit_is_the_one_streamlit_enforces():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == limits.UPLOAD_MB
+
+
+@pytest.fixture(scope="module")
+def upload_rows(tmp_path_factory):
+    """Every row of the table, in a fresh process that plays the server (no TensorFlow in it)."""
+    folder = tmp_path_factory.mktemp("rows") / "idx"
+    before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True).stdout
+    child = subprocess.run([sys.executable, "-m", "tests.upload_rows", str(folder)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert child.returncode == 0, child.stderr[-2000:]
+    after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True).stdout
+    return {row["row"]: row for row in map(json.loads, child.stdout.splitlines())}, before, after
+
+
+ROWS = {
+    "IDX .gz expanding to 8 GiB": "the number of images is 10,956,549, over the limit of 70,000",
+    "IDX .gz expanding to 2 GiB of zeros": "magic number 0 is not IDX images",
+    "valid IDX header, 500,000 blank images": "the number of images is 500,000, over the limit of 70,000",
+    ".npz holding 3,000,000 images": "huge.npz x_train: the expanded size is 2,352,000,128 bytes, over the limit",
+    ".keras whose config.json expands to 3 GiB": "config.json's expanded size is 3,221,225,473 bytes, over the limit of 4,194,304",
+    ".keras with 12 entries of 255 MiB": "the archive's expanded size is 3,208,642,564 bytes, over the limit",
+    "a dataset upload named ..": "not among the files",
+    "a model upload named ..": "refused by the uploader's file types",
+    "random bytes as .npz": "random.npz: not an .npz archive",
+    "random bytes starting with PK as .keras": "random.keras: not a .keras file",
+}
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+def test_every_hostile_upload_gets_one_clear_line_and_the_server_stays_small(upload_rows, row):
+    found = upload_rows[0][row]
+    assert not found["exception"], found["exception"]
+    assert len(found["errors"]) == 1 and ROWS[row] in found["errors"][0], found["errors"]
+    assert not found["jobs"], "refused before anything was queued"
+    assert found["dataset"] == "digits", "the session's dataset is unchanged"
+    assert found["peak_mb"] < 600, f"the server's peak RSS while refusing it: {found['peak_mb']} MB"
+    assert not any("/tmp" in text for text in found["said"] + found["errors"])
+
+
+def test_a_valid_one_image_npz_is_used_without_showing_a_temp_path(upload_rows):
+    found = upload_rows[0]["a valid one-image .npz"]
+    assert not found["errors"] and not found["exception"] and found["dataset"] == "upload"
+    assert not any("/tmp" in text or "tmp" in text.split("/")[:2] for text in found["said"])
+    assert any("your upload: one-image.npz" in text for text in found["said"])
+
+
+def test_nothing_is_written_outside_temp_folders(upload_rows):
+    _, before, after = upload_rows
+    assert before == after
+
+
+# -- a model and the dataset it meets --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_elsewhere(keras_model, conversions, dataset):
+    """A model trained on `dataset` (mnist-small or the digits), while the session now uses other data."""
+    model = state.LabModel(label="Seed CNN (test)", keras_bytes=models.to_bytes(keras_model), summary=models.summarize(keras_model, "seed"),
+                           keras_accuracy=0.9, dataset_name="the training set", dataset_digest="0" * 32,
+                           class_names=dataset.class_names)  # fmt: skip
+    variants = {name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds) for name in ("float32", "int8")}
+    return {"lab_dataset": state.DatasetChoice("digits", requested="digits"), "lab_model": model, "lab_variants": variants}
+
+
+@pytest.mark.parametrize("path", ["pages/model.py", "pages/quantize.py", "pages/compare.py", "pages/draw.py"])
+def test_after_a_dataset_switch_every_page_says_the_model_was_trained_on_other_data(trained_elsewhere, path):
+    at = page(path, trained_elsewhere)
+    assert not at.exception
+    assert any("The dataset changed since this model was made" in w.value for w in at.warning), [w.value for w in at.warning]
+    if path == "pages/compare.py":
+        assert not at.dataframe, "no silent score: nothing is scored until the person asks for it"
+        at.toggle(key="evaluate_other_data").set_value(True).run()
+        assert not at.exception and at.dataframe
+        assert any("the model was trained on the training set" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("path", ["pages/quantize.py", "pages/compare.py"])
+def test_a_model_never_meets_a_dataset_with_other_classes(trained_elsewhere, path):
+    fashion = state.LabModel(label="Fashion model", keras_bytes=trained_elsewhere["lab_model"].keras_bytes, summary=None,
+                             keras_accuracy=0.8, dataset_name="fashion-mnist", dataset_digest="1" * 32,
+                             class_names=datasets.FASHION_CLASSES)  # fmt: skip
+    at = page(path, {**trained_elsewhere, "lab_model": fashion})
+    assert not at.exception
+    assert any("cannot be scored or used on it" in e.value for e in at.error)
+    assert not at.dataframe and not any(c.key == "convert" for c in at.button)
+
+
+def test_the_apps_exported_json_follows_the_core_run_schema(lab_state):
+    at = page("pages/compare.py", lab_state)
+    assert not at.exception
+    from core.report import to_json
+
+    def no_nan(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    report = json.loads(to_json(at.session_state["lab_report"]), parse_constant=no_nan)
+    assert schema_errors(report) == []
+    assert report["model"]["epochs"] == 1 and report["model"]["parameters"] == 20410
+    assert report["timings_s"]["evaluate"] >= 0 and all(row["throughput_ips"] > 0 for row in report["variants"])
+
+
+def test_an_uploaded_tflite_exports_null_not_nan(lab_state, tflites):
+    model = state.LabModel(label="mine.tflite", keras_bytes=None, summary=None, keras_accuracy=float("nan"),
+                           uploaded_tflite=tflites["int8"])  # fmt: skip
+    variants = {"uploaded": state.ConvertedVariant("uploaded", tflites["int8"], 0.0)}
+    at = page("pages/compare.py", {**lab_state, "lab_model": model, "lab_variants": variants})
+    assert not at.exception
+    from core.report import to_json
+
+    report = json.loads(to_json(at.session_state["lab_report"]))
+    assert report["model"]["keras_accuracy"] is None and report["model"]["parameters"] is None
+    assert schema_errors(report) == []
+
+
+def test_a_model_job_lands_with_the_class_names_of_its_data(lab_state):
+    at = page("pages/model.py", {"lab_dataset": state.DatasetChoice("digits", requested="digits")})
+    at.number_input(key="epochs").set_value(1)
+    at.button(key="train").click().run()
+    settle(at)
+    trained = at.session_state["lab_model"]
+    assert trained.class_names == datasets.DIGIT_CLASSES and trained.dataset_digest == datasets.load_offline_digits().digest
