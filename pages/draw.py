@@ -117,7 +117,11 @@ def canvas_fragment(converted: dict[str, state.ConvertedVariant], class_names) -
     Everything the stroke changes goes out as one HTML element (the 28×28 preview and every
     variant's card): each element a rerun sends costs the browser time on every stroke.
     """
-    models = session_models(converted)
+    try:
+        models = session_models(converted)
+    except (ValueError, RuntimeError) as error:  # LiteRT cannot load a variant: one line, not a traceback
+        st.error(f"The variants cannot be loaded for drawing: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+        return
     draw = state.draw_state()
     left, right = st.columns([2, 3])
     with left:

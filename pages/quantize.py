@@ -52,8 +52,12 @@ def choose_ui() -> tuple[list[str], int, dict]:
 def convert_ui(model: state.LabModel, names: list[str], calibration: int, options: dict) -> None:
     running = jobs_ui.active("convert")
     if st.button("Convert", key="convert", type="primary", disabled=running, help="A conversion is under way" if running else None):
-        request = ConvertRequest(model.digest, tuple(names), state.dataset_ref(), calibration=calibration,
-                                 qat_epochs=options.get("qat_epochs", 1), model_bytes=model.keras_bytes)  # fmt: skip
+        try:
+            request = ConvertRequest(model.digest, tuple(names), state.dataset_ref(), calibration=calibration,
+                                     qat_epochs=options.get("qat_epochs", 1), model_bytes=model.keras_bytes)  # fmt: skip
+        except (ValueError, OSError) as error:
+            st.error(f"Conversion could not start: {error}")
+            return
         jobs_ui.submit(request)
         st.rerun()
     jobs_ui.job_panel("convert")

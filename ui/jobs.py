@@ -74,13 +74,14 @@ def messages() -> dict[str, tuple[str, str]]:
     return st.session_state.setdefault("lab_job_messages", {})
 
 
-def submit(request, label: str = "") -> JobTicket:
-    """Queue the request for this session; returns at once."""
+def submit(request, label: str = "") -> JobTicket | None:
+    """Queue the request for this session; returns at once (None, with a message for the page,
+    when the service refuses it)."""
     try:
         submission = service().submit(request, owner())
-    except (JobError, ValueError) as error:
-        messages()[request.kind] = ("error", str(error))
-        raise
+    except (JobError, ValueError, OSError) as error:
+        messages()[request.kind] = ("error", f"{KIND_TITLES[request.kind]} could not start: {error}")
+        return None
     current = tickets().get(request.kind)
     if submission.how == "already" and current is not None and current.job_id == submission.job_id:
         messages()[request.kind] = ("info", f"{KIND_TITLES[request.kind]} is already under way for this session: "
