@@ -13,6 +13,7 @@ PAGES = [
     st.Page("pages/quantize.py", title="Quantize", icon=":material/compress:", url_path="quantize"),
     st.Page("pages/compare.py", title="Compare", icon=":material/bar_chart:", url_path="compare"),
     st.Page("pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+    st.Page("pages/deploy.py", title="Deploy", icon=":material/memory:", url_path="deploy"),
 ]
 
 page = st.navigation(PAGES)

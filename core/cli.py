@@ -4,6 +4,7 @@
                        [--epochs N] [--variants float32,dynamic,...] [--threads N]
                        [--json PATH] [--save-dir DIR]
     python -m core inspect FILE [--json]
+    python -m core export-c FILE.tflite [--out DIR] [--name NAME] [--arena BYTES]
     python -m core variants
 
 Exit codes: 0 done, 2 bad input (one line on stderr saying what), 1 anything else.
@@ -99,18 +100,24 @@ def _parser() -> argparse.ArgumentParser:
                      help="also time Keras model.predict and model(x) on one image (~1 s more)")  # fmt: skip
     run.add_argument("--json", dest="json_path", help="write the JSON report here")
     run.add_argument("--save-dir", help="write the Keras model and every .tflite here")
+    run.add_argument("--mcu", action="store_true", help="also run every variant under TFLite Micro: arena, flash, boards it fits")
     run.add_argument("--verbose", action="store_true", help="also show what TensorFlow, the converter and LiteRT print")
     inspect = commands.add_parser("inspect", help="describe a .tflite (or .keras/.h5) file")
     inspect.add_argument("file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.add_argument("--verbose", action="store_true", help="also show what TensorFlow prints (Keras files)")
+    export = commands.add_parser("export-c", help="a .tflite as a .h/.cc pair for TensorFlow Lite Micro")
+    export.add_argument("file")
+    export.add_argument("--out", default=".", help="the folder to write NAME_model_data.h and .cc to")
+    export.add_argument("--name", help="the C name (default: the file's name)")
+    export.add_argument("--arena", type=int, help="the tensor arena size; default: measured by TFLite Micro")
     commands.add_parser("variants", help="list the variants the lab knows")
     return parser
 
 
 def _run(args) -> int:
     from core.pipeline import RunConfig, run
-    from core.report import format_table, to_json
+    from core.report import format_micro_table, format_table, to_json
 
     try:
         names = tuple(registry.parse_names(args.variants))
@@ -124,7 +131,7 @@ def _run(args) -> int:
     config = RunConfig(dataset=args.dataset, data_dir=args.data_dir, origin=args.origin, model_path=args.model,
                        preset=args.architecture, epochs=args.epochs, variants=names, threads=args.threads,
                        calibration=args.calibration, runs=args.runs, seed=args.seed,
-                       keras_latency=args.keras_latency, extra={"qat_epochs": args.qat_epochs})  # fmt: skip
+                       keras_latency=args.keras_latency, mcu=args.mcu, extra={"qat_epochs": args.qat_epochs})  # fmt: skip
     with libraries_quiet(not args.verbose) as progress_stream:
         result = run(config, ProgressPrinter(progress_stream))
     if result.notice:
@@ -135,6 +142,8 @@ def _run(args) -> int:
     print(f"model {model['architecture']}: {model['parameters']:,} parameters, {model['epochs']} epoch(s), "
           f"Keras test accuracy {model['keras_accuracy']:.4f}")  # fmt: skip
     print(format_table(report))
+    if args.mcu:
+        print(format_micro_table(report))
     if "keras_latency_us" in report:
         keras = report["keras_latency_us"]
         print(f"Keras on one image: model.predict p50 {keras['keras_predict']['p50']:,.0f} µs, "
@@ -191,6 +200,36 @@ def _inspect_keras(data: bytes, name: str, as_json: bool, verbose: bool = False)
     return 0
 
 
+def _export_c(args) -> int:
+    from core.export_c import to_c
+    from core.inspect import ModelFormatError
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    data = path.read_bytes()
+    try:
+        to_c(data, "check")  # a malformed file is refused before TFLM sees it
+    except ModelFormatError as error:
+        raise BadInput(f"{path.name}: {error}") from error
+    arena = args.arena
+    if arena is None:
+        from core.micro import measure_arena
+
+        result = measure_arena(data)
+        if not result.runs:
+            raise BadInput(f"{path.name}: TFLite Micro cannot run it: {result.reason}")
+        arena = result.arena_bytes
+    source = to_c(data, args.name or path.stem, arena)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / source.header_name).write_text(source.header)
+    (folder / source.source_name).write_text(source.source)
+    print(f"{folder / source.header_name} and {source.source_name}: {len(data):,} bytes, arena {arena:,} bytes, "
+          f"{len(source.resolver_lines)} operators ({' '.join(source.resolver_lines)})")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines are not for students
     args = _parser().parse_args(argv)
@@ -199,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             for variant in registry.VARIANTS.values():
                 print(f"{variant.name:<22} {variant.explanation}")
             return 0
+        if args.command == "export-c":
+            return _export_c(args)
         return _run(args) if args.command == "run" else _inspect(args)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)

@@ -33,6 +33,7 @@ class RunConfig:
     runs: int = DEFAULT_RUNS
     seed: int = 0
     keras_latency: bool = False
+    mcu: bool = False  # also measure every variant under TFLite Micro (core.micro)
     layer_sample: int = 100  # test images for the per-layer error of each quantized variant
     extra: dict = field(default_factory=dict)  # method-specific options (e.g. QAT epochs)
 
@@ -102,6 +103,15 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
 
         keras_us = {key: value.percentiles() for key, value in keras_latency(model, dataset.x_test[0]).items()}
         timings["benchmark"] += time.perf_counter() - mark
+    micro_results = {}
+    if config.mcu:
+        from core.micro import measure_all
+
+        mark = time.perf_counter()
+        micro_results = measure_all(tflites, dataset.x_test, dataset.y_test,
+                                    lambda index, count, name: progress(Progress("mcu", index / count, f"TFLite Micro: {name}")))  # fmt: skip
+        progress(Progress("mcu", 1.0, "TFLite Micro: measured"))
+        timings["mcu"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - start
 
     report = build_report(
@@ -111,7 +121,8 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
         timings_s=timings,
         env=environment(config.threads, tensorflow=tf.__version__) | {"keras": keras.__version__},
         keras_latency_us=keras_us,
-        extras={name: {"layer_errors": [error.to_dict() for error in found]} for name, found in errors.items()},
+        extras={name: {**({"layer_errors": [error.to_dict() for error in errors[name]]} if name in errors else {}),
+                       **({"tflm": micro_results[name].to_dict()} if name in micro_results else {})} for name in tflites},
     )
     return RunResult(report, loaded.notice, models.to_bytes(model), tflites, measurements)
 

@@ -150,6 +150,34 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_micro_table(report: dict) -> str:
+    """TFLite Micro's verdict per variant, and which boards each fits (core.micro.BOARDS)."""
+    from core.micro import BOARDS, MicroResult, fits
+
+    short = [board.name.split(" (")[0].replace("Raspberry Pi ", "").replace("Arduino ", "")[:14] for board in BOARDS]
+    header = f"{'variant':<22} {'TFLM':>4} {'arena B':>8} {'flash B':>8} {'accuracy':>8} {'≠LiteRT':>7}  " + " ".join(f"{s:>14}" for s in short)
+    lines = ["TensorFlow Lite Micro (reference kernels): fits = arena ≤ RAM and model ≤ flash; headroom in KB", header, "-" * len(header)]
+    refusals = []
+    for row in report["variants"]:
+        tflm = row.get("tflm")
+        if tflm is None:
+            continue
+        result = MicroResult(**tflm)
+        if not result.runs:
+            lines.append(f"{row['name']:<22} {'no':>4} {'–':>8} {result.flash_bytes:>8,} {'–':>8} {'–':>7}  " + " ".join(f"{'–':>14}" for _ in BOARDS))
+            refusals.append(f"  {row['name']}: {result.reason}")
+            continue
+        cells = []
+        for board in BOARDS:
+            fit = fits(result, board)
+            cells.append(f"{('yes' if fit.fits else 'NO')} {min(fit.ram_headroom_bytes, fit.flash_headroom_bytes) / 1024:+.0f}K".rjust(14))
+        lines.append(f"{row['name']:<22} {'yes':>4} {result.arena_bytes:>8,} {result.flash_bytes:>8,} {result.accuracy:>8.4f} "
+                     f"{result.differs_from_litert:>7}  " + " ".join(cells))  # fmt: skip
+    if refusals:
+        lines += ["refused by TFLite Micro:", *refusals]
+    return "\n".join(lines)
+
+
 def to_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)

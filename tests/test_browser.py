@@ -107,3 +107,18 @@ def test_6_a_second_stroke_updates_and_the_drawing_survives_a_page_switch(app_pa
     go_to(page, "Draw")
     page.locator(".st-key-predictions [data-variant=int8]").wait_for(timeout=30_000)
     shot(page, "6-draw-again")
+
+
+def test_7_deploy_runs_every_variant_under_tflite_micro(app_page):
+    page, _ = app_page
+    go_to(page, "Deploy")
+    page.locator(".st-key-chart_deploy").wait_for(timeout=180_000)
+    wait_idle(page)
+    shot(page, "7-deploy")
+    table = page.locator("table").first.inner_text()
+    int8 = next(line for line in table.splitlines() if "(int8)" in line)
+    dynamic = next(line for line in table.splitlines() if "(dynamic)" in line)
+    assert "yes" in int8 and "fits" in int8
+    assert "no" in dynamic.split("\t")[1]
+    assert page.get_by_text("What TFLite Micro refuses", exact=False).first.is_visible()
+    assert page.locator(".st-key-download_c").is_visible()

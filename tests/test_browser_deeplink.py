@@ -11,7 +11,7 @@ import pytest
 from tests.browser import browser_available, chromium, serve_app, wait_idle
 
 pytestmark = pytest.mark.browser
-TITLES = ["Home", "Model", "Quantize", "Compare", "Draw"]
+TITLES = ["Home", "Model", "Quantize", "Compare", "Draw", "Deploy"]
 
 
 def test_a_deep_link_opened_first_on_a_fresh_server_runs_inside_the_app(tmp_path):

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,7 +98,7 @@ def test_bad_arguments_are_exit_2_with_a_message(tmp_path):
     assert missing.returncode == 2 and "no such file" in missing.stderr
     (tmp_path / "bad.npz").write_bytes(b"zip? no")
     bad = cli("run", "--data-dir", str(tmp_path / "bad.npz"))
-    assert bad.returncode == 2 and "bad.npz: not a readable" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "bad.npz: not an .npz archive" in bad.stderr and "Traceback" not in bad.stderr
     nofile = cli("inspect", str(tmp_path / "absent.tflite"))
     assert nofile.returncode == 2 and "no such file" in nofile.stderr
 
@@ -112,20 +113,91 @@ def test_run_with_a_loaded_keras_model_and_a_subset_of_variants(mnist_small_repo
     assert report["model"]["epochs"] == 0 and report["variants"][0]["accuracy"] >= 0.90
 
 
-def test_issue_4_comparison_qat_litert_quantizer_and_layer_errors(tmp_path):
-    """python -m core run … --variants float32,int8,qat_int8,dynamic_wi4_afp32,static_wi8_ai8 (+ dynamic for its size)."""
+def test_every_variant_with_tflite_micro_qat_litert_quantizer_and_layer_errors(tmp_path):
+    """python -m core run --data-dir …/mnist-small --epochs 1 --variants all --mcu --json out.json"""
     data = mnist_small_or_skip()
     result = cli("run", "--data-dir", str(data), "--epochs", "1", "--runs", "300", "--json", str(tmp_path / "r.json"),
-                 "--variants", "float32,int8,qat_int8,dynamic_wi4_afp32,static_wi8_ai8,dynamic")  # fmt: skip
+                 "--variants", "all", "--mcu")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Running Calibration" not in result.stderr  # the quantizer's progress bars stay out of the CLI
+    for chatter in ("I0000", "cudart", "absl", "UserWarning", "experimental", "fully_quantize"):
+        assert chatter not in result.stdout + result.stderr, chatter  # the CLI's own lines only
+    assert "TensorFlow Lite Micro" in result.stdout and "refused by TFLite Micro" in result.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    for row in report["variants"]:
+        tflm = row["tflm"]
+        assert set(tflm) >= {"runs", "reason", "arena_bytes", "flash_bytes", "accuracy", "agreement", "differs_from_litert"}
+        assert tflm["runs"] or tflm["reason"], row["name"]
+    tflm = {row["name"]: row["tflm"] for row in report["variants"]}
+    for name in ("int8", "qat_int8"):
+        assert tflm[name]["runs"] and 4 * 1024 <= tflm[name]["arena_bytes"] <= 64 * 1024, tflm[name]
+        assert tflm[name]["differs_from_litert"] == 0 and tflm[name]["flash_bytes"] == next(
+            row["size_bytes"] for row in report["variants"] if row["name"] == name)
+    for name in ("dynamic", "dynamic_wi8_afp32", "dynamic_wi4_afp32", "float16", "weight_only_wi4_afp32"):
+        assert not tflm[name]["runs"] and tflm[name]["reason"], name
+    assert "Hybrid models are not supported" in tflm["dynamic_wi8_afp32"]["reason"]
     rows = {row["name"]: row for row in json.loads((tmp_path / "r.json").read_text())["variants"]}
     assert rows["qat_int8"]["accuracy"] >= rows["int8"]["accuracy"]
     assert rows["dynamic_wi4_afp32"]["size_bytes"] <= 0.65 * rows["dynamic"]["size_bytes"]
     for name, row in rows.items():
         if name == "float32":
-            assert "layer_errors" not in row
+            assert not row.get("layer_errors")
             continue
         assert row["layer_errors"], name
         for layer in row["layer_errors"]:
             assert set(layer) >= {"tensor", "op", "rmse", "snr_db"}
+
+
+def test_export_c_compiles_and_holds_the_model_byte_for_byte(mnist_small_report, tmp_path):
+    """The exported .cc, compiled with the system C++ compiler, gives back the .tflite exactly."""
+    import shutil
+
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler on this machine")
+    _, _, out = mnist_small_report
+    model = out / "models" / "int8.tflite"
+    result = cli("export-c", str(model), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "int8_model_data.h").read_text()
+    assert "constexpr int kInt8TensorArenaSize = " in header and "AddConv2D()" in header and "AddFullyConnected()" in header
+    arena = int(header.split("kInt8TensorArenaSize = ")[1].split(";")[0])
+    assert 4 * 1024 <= arena <= 64 * 1024
+    (tmp_path / "main.cc").write_text(
+        '#include <cstdio>\n#include <cstdint>\n#include "int8_model_data.h"\n'
+        "int main() {\n"
+        "  if (reinterpret_cast<std::uintptr_t>(g_int8_model_data) % 16 != 0) return 3;\n"
+        "  std::fwrite(g_int8_model_data, 1, g_int8_model_data_len, stdout);\n"
+        "  return 0;\n}\n")  # fmt: skip
+    binary = tmp_path / "dump"
+    build = subprocess.run([compiler, "-std=c++17", "-Wall", "-Werror", "-o", str(binary), str(tmp_path / "main.cc"),
+                            str(tmp_path / "int8_model_data.cc")], capture_output=True, text=True)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    dumped = subprocess.run([str(binary)], capture_output=True)
+    assert dumped.returncode == 0 and dumped.stdout == model.read_bytes()
+
+
+def test_the_resolver_names_only_operators_tflite_micro_has(mnist_small_report):
+    """Every Add…() line of the export is an operator TFLite Micro's runtime registers (its symbols)."""
+    import tflite_micro
+
+    from core.export_c import to_c
+    from core.inspect import inspect_tflite
+
+    runtime = Path(tflite_micro.__file__).parent / "python" / "tflite_micro" / "_runtime.so"
+    symbols = runtime.read_bytes()
+    _, _, out = mnist_small_report
+    data = (out / "models" / "int8.tflite").read_bytes()
+    for op in inspect_tflite(data).operator_counts:
+        assert f"Register_{op}".encode() in symbols, op
+    assert len(to_c(data, "int8").resolver_lines) == len(inspect_tflite(data).operator_counts)
+
+
+def test_export_c_of_a_bad_file_or_a_model_tflm_refuses_is_exit_2_and_one_line(mnist_small_report, tmp_path):
+    _, _, out = mnist_small_report
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes((out / "models" / "int8.tflite").read_bytes()[:300])
+    result = cli("export-c", str(bad), "--out", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "bad.tflite" in result.stderr
+    refused = cli("export-c", str(out / "models" / "dynamic.tflite"), "--out", str(tmp_path))
+    assert refused.returncode == 2 and "TFLite Micro cannot run it" in refused.stderr

@@ -230,7 +230,7 @@ def test_dataset_upload_accepts_idx_files_and_refuses_a_bad_npz(lab_state, tmp_p
     at.selectbox(key="dataset_select").set_value("upload").run()
     at.file_uploader(key="dataset_upload").set_value(("bad.npz", b"not a zip", "application/octet-stream")).run()
     at.button(key="use_dataset").click().run()
-    assert not at.exception and any("bad.npz: not a readable" in e.value for e in at.error)
+    assert not at.exception and any("bad.npz: not an .npz archive" in e.value for e in at.error)
 
     digits = datasets.load_offline_digits()
     datasets.save_idx(tmp_path, digits)
@@ -249,3 +249,20 @@ def test_compare_page_shows_the_litert_quantizers_own_validation_beside_ours(lab
     at = page("pages/compare.py", {**lab_state, "lab_variants": variants})
     assert not at.exception
     assert "LiteRT Quantizer's own validation" in texts(at)
+
+
+def test_deploy_page_measures_every_variant_under_tflite_micro_and_offers_the_c_source(lab_state):
+    at = page("pages/deploy.py", lab_state)
+    assert not at.exception
+    table = [m.value for m in at.markdown if m.value.startswith("| variant")][0]
+    assert "`int8`" in table and "`dynamic`" in table and "Arduino Nano 33 BLE Sense" in table
+    int8_row = next(line for line in table.splitlines() if "`int8`" in line)
+    assert "| yes |" in int8_row and "fits" in int8_row
+    reasons = "\n".join(m.value for m in at.markdown if "(`dynamic`)" in m.value and "`" in m.value)
+    assert "Hybrid" in reasons or "not supported" in reasons  # TFLite Micro's own words
+    assert at.get("plotly_chart") and at.get("download_button")
+    assert "resolver.AddConv2D();" in at.code[0].value
+    at.number_input(key="custom_ram").set_value(8).run()  # a board far too small: 8 KB of RAM
+    at.number_input(key="custom_flash").set_value(16).run()
+    table = [m.value for m in at.markdown if m.value.startswith("| variant")][0]
+    assert "Your board" in table and "too big**]: short" in next(line for line in table.splitlines() if "`int8`" in line)

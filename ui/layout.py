@@ -16,6 +16,7 @@ STEPS = (
     ("pages/quantize.py", "Quantize", "convert it into quantized variants"),
     ("pages/compare.py", "Compare", "size, accuracy and latency side by side"),
     ("pages/draw.py", "Draw", "draw a digit and watch every variant answer"),
+    ("pages/deploy.py", "Deploy", "will it run on a microcontroller? TensorFlow Lite Micro measures it"),
 )
 
 

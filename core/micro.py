@@ -1,0 +1,218 @@
+"""Will a variant run on a microcontroller? TFLite Micro itself answers, and measures the memory.
+
+This module is the one place that touches TFLite Micro (pip ``tflite-micro``: TFLM's own C++
+interpreter with its reference kernels), as ``core/runtime.py`` is for LiteRT. For each variant:
+
+* whether TFLM runs it, and if not, TFLM's own reason (what its C++ printed), in one line;
+* the arena TFLM needs: the total its RecordingMicroAllocator records after the first invoke
+  (head: the tensors' memory plan; tail: what persists), checked by allocating exactly that much;
+* flash: the model's bytes, which a microcontroller keeps in flash as a C array;
+* accuracy and agreement with the float32 reference on the test set, every image through TFLM's
+  reference kernels, and how many images TFLM answers differently from LiteRT on the same file.
+
+Every variant runs in a child process (``python -m core.micro``): a model that crashes TFLM's C++
+ends that child only, and becomes a row with the reason. TFLM prints from C to stdout; the child
+captures that at the file-descriptor level.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEARCH_ARENA = 1024 * 1024  # the arena a variant first gets; what it needs is then recorded
+
+
+@dataclass(frozen=True)
+class MicroResult:
+    runs: bool
+    reason: str = ""  # TFLM's own words when it does not run
+    arena_bytes: int | None = None  # RAM for tensors, as TFLM's RecordingMicroAllocator records it
+    arena_head_bytes: int | None = None  # the memory plan of the tensors (reused between layers)
+    arena_tail_bytes: int | None = None  # what persists: tensor structs, quantization data, op state
+    arena_method: str = ""  # "recorded, and allocating exactly that much works" (or why not)
+    flash_bytes: int = 0  # the model itself, as a C array in flash (TFLM's own code is not counted)
+    accuracy: float | None = None
+    agreement: float | None = None  # with float32's answers (LiteRT), as everywhere in the lab
+    differs_from_litert: int | None = None  # test images TFLM answers differently from LiteRT, same file
+    images: int = 0
+    invoke_us: float | None = None  # median TFLM invoke, reference kernels, on this machine
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    chip: str
+    ram_bytes: int
+    flash_bytes: int
+    source: str  # where the figures are published
+
+
+KiB = 1024
+# Published on-chip RAM and flash. (Boards with external PSRAM/flash list the chip's own RAM and the
+# module's flash.)
+BOARDS = (
+    Board("Arduino Nano 33 BLE Sense", "nRF52840 (Cortex-M4F, 64 MHz)", 256 * KiB, 1024 * KiB, "Arduino's board page: 256 KB SRAM, 1 MB flash"),
+    Board("Raspberry Pi Pico", "RP2040 (2× Cortex-M0+, 133 MHz)", 264 * KiB, 2048 * KiB, "Raspberry Pi's datasheet: 264 KB SRAM, 2 MB QSPI flash"),
+    Board("ESP32-DevKitC (WROOM-32)", "ESP32 (2× Xtensa LX6, 240 MHz)", 520 * KiB, 4096 * KiB, "Espressif's datasheet: 520 KB SRAM; the module's 4 MB flash"),
+    Board("STM32F746G-DISCO", "STM32F746NG (Cortex-M7, 216 MHz)", 320 * KiB, 1024 * KiB, "ST's datasheet: 320 KB RAM, 1 MB flash"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Fit:
+    board: str
+    fits: bool
+    ram_headroom_bytes: int  # negative: short by that much
+    flash_headroom_bytes: int
+
+
+def fits(result: MicroResult, board: Board) -> Fit | None:
+    """Does the variant fit the board, by the measured arena and model size? None if TFLM cannot run it."""
+    if not result.runs or result.arena_bytes is None:
+        return None
+    ram, flash = board.ram_bytes - result.arena_bytes, board.flash_bytes - result.flash_bytes
+    return Fit(board.name, ram >= 0 and flash >= 0, ram, flash)
+
+
+class MicroError(RuntimeError):
+    """TFLM could not be asked (not installed, or the child failed to start); one line."""
+
+
+# -- the parent's side ---------------------------------------------------------------------------
+
+
+def measure(tflite: bytes, images: np.ndarray, labels: np.ndarray, reference_predictions: np.ndarray,
+            litert_predictions: np.ndarray, timeout: float = 600) -> MicroResult:  # fmt: skip
+    """One variant under TFLM, in a child process."""
+    payload = pickle.dumps((tflite, np.asarray(images, np.float32), np.asarray(labels), np.asarray(reference_predictions),
+                            np.asarray(litert_predictions)), protocol=pickle.HIGHEST_PROTOCOL)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    try:
+        child = subprocess.run([sys.executable, "-m", "core.micro"], input=payload, capture_output=True, timeout=timeout,
+                               cwd=PROJECT_ROOT, env=env)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return MicroResult(False, f"TFLM did not finish within {timeout:.0f} s", flash_bytes=len(tflite))
+    if child.returncode < 0:
+        return MicroResult(False, f"TFLM crashed on this model (signal {-child.returncode})", flash_bytes=len(tflite))
+    try:
+        return MicroResult(**pickle.loads(child.stdout))
+    except Exception as error:
+        tail = child.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {child.returncode}"]
+        raise MicroError(f"the TFLM child process failed: {tail[0]}") from error
+
+
+def measure_arena(tflite: bytes) -> MicroResult:
+    """Whether TFLM runs the model and the arena it records, on one blank image (no test set)."""
+    blank = np.zeros((1, 28, 28), np.float32)
+    return measure(tflite, blank, np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
+
+
+def measure_all(tflites: dict[str, bytes], images: np.ndarray, labels: np.ndarray, progress=None) -> dict[str, MicroResult]:
+    """Every variant under TFLM; LiteRT's answers on the same files are the comparison."""
+    from core.runtime import LiteModel
+
+    litert = {name: np.argmax(LiteModel(data).predict_logits(images), axis=-1) for name, data in tflites.items()}
+    reference = litert.get("float32", next(iter(litert.values())))
+    results = {}
+    for index, (name, data) in enumerate(tflites.items()):
+        if progress:
+            progress(index, len(tflites), name)
+        results[name] = measure(data, images, labels, reference, litert[name])
+    return results
+
+
+# -- the child's side ----------------------------------------------------------------------------
+
+_ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+
+
+def _one_line(text: str, error: BaseException | None) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "RecordingMicroAllocator" not in line]
+    said = "; ".join(lines[:2])
+    if error is not None:
+        said = f"{said} ({error})" if said else str(error)
+    return said or "TFLM refused the model without a reason"
+
+
+def _quantize(images: np.ndarray, details: dict) -> np.ndarray:
+    dtype = details["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return images.astype(dtype)
+    scale = details["quantization_parameters"]["scales"]
+    zero = details["quantization_parameters"]["zero_points"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(images / scale[0] + zero[0]), info.min, info.max).astype(dtype)
+
+
+def _run_child(tflite: bytes, images, labels, reference, litert, captured) -> MicroResult:
+    from tflite_micro import runtime as tflm
+
+    def said() -> str:
+        captured.flush()
+        captured.seek(0)
+        return captured.read().decode(errors="replace")
+
+    try:
+        interpreter = tflm.Interpreter.from_bytes(tflite, arena_size=SEARCH_ARENA)
+        details = interpreter.get_input_details(0)
+        shape = tuple(int(d) for d in details["shape"])
+        interpreter.set_input(_quantize(images[:1].reshape(shape), details), 0)
+        interpreter.invoke()
+    except Exception as error:  # TFLM says why on its C++ stdout; the exception only says that it failed
+        return MicroResult(False, _one_line(said(), error), flash_bytes=len(tflite))
+    sys.stdout.flush()
+    interpreter.print_allocations()
+    recorded = {kind: int(value) for kind, value in _ALLOCATION.findall(said())}
+    arena = recorded.get("total")
+    method = "recorded by TFLM's RecordingMicroAllocator"
+    if arena is not None:
+        try:  # the recorded figure is enough: an interpreter with exactly that arena allocates and runs
+            exact = tflm.Interpreter.from_bytes(tflite, arena_size=arena)
+            exact.set_input(_quantize(images[:1].reshape(shape), details), 0)
+            exact.invoke()
+            method += "; an arena of exactly that size runs"
+        except Exception:
+            method += "; an arena of exactly that size does NOT run (alignment): allocate a little more"
+    predictions = np.empty(len(images), np.int64)
+    times = []
+    for index in range(len(images)):
+        interpreter.set_input(_quantize(images[index : index + 1].reshape(shape), details), 0)
+        start = time.perf_counter_ns()
+        interpreter.invoke()
+        times.append((time.perf_counter_ns() - start) / 1000)
+        predictions[index] = int(np.argmax(interpreter.get_output(0)))  # a positive scale keeps the order
+        interpreter.reset()
+    return MicroResult(
+        True, "", arena, recorded.get("head"), recorded.get("tail"), method, len(tflite),
+        float(np.mean(predictions == labels)), float(np.mean(predictions == reference)),
+        int(np.sum(predictions != litert)), len(images), float(np.median(times)),
+    )  # fmt: skip
+
+
+def _child_main() -> int:
+    tflite, images, labels, reference, litert = pickle.load(sys.stdin.buffer)
+    channel = os.fdopen(os.dup(1), "wb")
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 1)  # TFLM prints its reasons and allocations from C++
+        os.dup2(captured.fileno(), 2)
+        result = _run_child(tflite, images, labels, reference, litert, captured)
+    channel.write(pickle.dumps(result.to_dict(), protocol=pickle.HIGHEST_PROTOCOL))  # plain values: this runs as __main__
+    channel.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())
