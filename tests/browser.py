@@ -76,6 +76,18 @@ def browser_available() -> str:
     return ""
 
 
+def require_browser() -> None:
+    """Skip (with the reason) where chromium or playwright is missing; fail instead where
+    QLAB_REQUIRE_BROWSER=1 (CI), so that the browser tests can never pass by not running."""
+    import pytest
+
+    why = browser_available()
+    if why:
+        if os.environ.get("QLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"the browser tests must run here, but {why}")
+        pytest.skip(why)
+
+
 @contextmanager
 def chromium(width: int = 1400, height: int = 1000):
     """Debian's chromium; yields a function that opens a page in a new browser context (a new

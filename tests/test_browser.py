@@ -7,7 +7,6 @@ these tests skip with the reason.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,11 @@ import pytest
 from tests.browser import (
     ONE,
     SEVEN,
-    browser_available,
     chromium_page,
     convert_variants,
     draw_stroke,
     go_to,
+    require_browser,
     serve_app,
     train_model,
     wait_idle,
@@ -31,11 +30,7 @@ SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
 
 @pytest.fixture(scope="module")
 def app_page(tmp_path_factory):
-    why = browser_available()
-    if why:
-        if os.environ.get("QLAB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser tests must run here, but {why}")
-        pytest.skip(why)
+    require_browser()
     SHOTS.mkdir(parents=True, exist_ok=True)
     print(f"\nbrowser screenshots: {SHOTS}")
     with serve_app(keras_home=str(tmp_path_factory.mktemp("keras-home"))) as (url, server), chromium_page() as page:

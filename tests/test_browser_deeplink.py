@@ -4,22 +4,16 @@ after."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.browser import browser_available, chromium, serve_app, wait_idle
+from tests.browser import chromium, require_browser, serve_app, wait_idle
 
 pytestmark = pytest.mark.browser
 TITLES = ["Home", "Model", "Quantize", "Compare", "Draw", "Deploy"]
 
 
 def test_a_deep_link_opened_first_on_a_fresh_server_runs_inside_the_app(tmp_path):
-    why = browser_available()
-    if why:
-        if os.environ.get("QLAB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser tests must run here, but {why}")
-        pytest.skip(why)
+    require_browser()
     with serve_app(keras_home=str(tmp_path)) as (url, _), chromium() as new_page:
         for path, heading in (("/draw", "Draw"), ("/model", "Model"), ("/", "TFLite Quantization Lab")):
             page = new_page()  # a new visitor each time

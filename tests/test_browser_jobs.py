@@ -4,13 +4,12 @@ one computation. (Each test has its own server: the pool's counters are read fro
 
 from __future__ import annotations
 
-import os
 import time
 
 import psutil
 import pytest
 
-from tests.browser import browser_available, chromium, go_to, read_stats, serve_app, set_training, wait_idle
+from tests.browser import chromium, go_to, read_stats, require_browser, serve_app, set_training, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -18,11 +17,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture()
 def app(tmp_path):
     """A fresh server with its stats file, and a function that opens a new session on it."""
-    why = browser_available()
-    if why:
-        if os.environ.get("QLAB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"the browser tests must run here, but {why}")
-        pytest.skip(why)
+    require_browser()
     stats = tmp_path / "jobs.json"
     with serve_app(keras_home=str(tmp_path / "keras"), env={"QLAB_JOB_STATS": str(stats)}) as (url, server), chromium() as new_page:
 
