@@ -207,10 +207,8 @@ def execute(job_id: str, request: Request):
         if _progress_queue is not None:
             _progress_queue.put((job_id, report))
 
-    try:
-        return run_request(request, progress)
-    finally:
-        _release_memory()
+    _release_memory()  # what the previous job left, before this one starts (not after: the result goes out first)
+    return run_request(request, progress)
 
 
 def _release_memory() -> None:
