@@ -19,7 +19,8 @@ def app(tmp_path):
     """A fresh server with its stats file, and a function that opens a new session on it."""
     require_browser()
     stats = tmp_path / "jobs.json"
-    with serve_app(keras_home=str(tmp_path / "keras"), env={"QLAB_JOB_STATS": str(stats)}) as (url, server), chromium() as new_page:
+    env = {"QLAB_JOB_STATS": str(stats), "QLAB_OWNER_GRACE_S": "2"}  # a closed tab's jobs go after 2 s here (30 s by default)
+    with serve_app(keras_home=str(tmp_path / "keras"), env=env) as (url, server), chromium() as new_page:
 
         def open_session():
             page = new_page()
@@ -95,3 +96,16 @@ def test_two_sessions_with_one_identical_request_share_one_computation(app):
               or page.get_by_text("joined it", exact=False).count()]  # fmt: skip
     assert len(shared) == 1  # the session that did not compute it is told so, and shown the seed
     assert shared[0].locator("[data-testid=stAlert]", has_text="seed 5").count() == 1
+
+
+def test_closing_the_tab_cancels_the_sessions_job_and_leaves_no_busy_worker(app):
+    open_session, server, stats = app
+    page = open_session()
+    go_to(page, "Model")
+    set_training(page, epochs=30)
+    page.locator(".st-key-train button").click()
+    page.get_by_text("epoch", exact=False).first.wait_for(timeout=120_000)  # under way in the worker
+    page.context.close()  # the person closes the tab: Streamlit's session disconnects
+    wait_for(lambda: read_stats(stats)["counters"].get("cancelled") == 1, timeout=60, what="the orphaned job to be cancelled")
+    counters = read_stats(stats)["counters"]
+    assert counters["running"] == 0 and counters["done"] == 0
