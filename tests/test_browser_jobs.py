@@ -42,13 +42,19 @@ def sidebar_text(page) -> str:
     return page.locator("[data-testid=stSidebar]").inner_text()
 
 
-def test_a_training_outlives_a_page_switch_and_lands_while_another_page_is_open(app):
-    open_session, _, _ = app
+def start_training(open_session, epochs: int, until: str = "epoch"):
+    """A new session presses Train on the Model page; returns once `until` shows (the job is under way)."""
     page = open_session()
     go_to(page, "Model")
-    set_training(page, epochs=3)
+    set_training(page, epochs=epochs)
     page.locator(".st-key-train button").click()
-    page.get_by_text("Training:", exact=False).first.wait_for(timeout=60_000)  # the job's panel, at once
+    page.get_by_text(until, exact=False).first.wait_for(timeout=120_000)
+    return page
+
+
+def test_a_training_outlives_a_page_switch_and_lands_while_another_page_is_open(app):
+    open_session, _, _ = app
+    page = start_training(open_session, 3, until="Training:")  # the job's panel, at once
     go_to(page, "Home")
     assert "Running for this session" in sidebar_text(page)  # the sidebar panel follows the job
     page.wait_for_function("() => document.querySelector('[data-testid=stSidebar]').innerText.includes('3 epochs on digits')",
@@ -60,11 +66,7 @@ def test_a_training_outlives_a_page_switch_and_lands_while_another_page_is_open(
 
 def test_cancel_stops_the_training_frees_the_worker_and_says_so(app):
     open_session, server, stats = app
-    page = open_session()
-    go_to(page, "Model")
-    set_training(page, epochs=30)
-    page.locator(".st-key-train button").click()
-    page.get_by_text("epoch", exact=False).first.wait_for(timeout=120_000)  # training is under way in the worker
+    page = start_training(open_session, 30)  # under way in the worker
     page.locator(".st-key-cancel_train button").click()
     page.get_by_text("Training cancelled", exact=False).first.wait_for(timeout=30_000)
     wait_idle(page)
@@ -100,11 +102,7 @@ def test_two_sessions_with_one_identical_request_share_one_computation(app):
 
 def test_closing_the_tab_cancels_the_sessions_job_and_leaves_no_busy_worker(app):
     open_session, server, stats = app
-    page = open_session()
-    go_to(page, "Model")
-    set_training(page, epochs=30)
-    page.locator(".st-key-train button").click()
-    page.get_by_text("epoch", exact=False).first.wait_for(timeout=120_000)  # under way in the worker
+    page = start_training(open_session, 30)  # under way in the worker
     page.context.close()  # the person closes the tab: Streamlit's session disconnects
     wait_for(lambda: read_stats(stats)["counters"].get("cancelled") == 1, timeout=60, what="the orphaned job to be cancelled")
     counters = read_stats(stats)["counters"]
