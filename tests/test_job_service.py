@@ -65,7 +65,8 @@ def test_an_identical_request_joins_the_running_one_and_one_owner_gets_one_job(s
 
 def test_cancel_stops_the_running_worker_and_the_pool_goes_on(service):
     running = service.submit(FaultRequest("sleep", 60.0, nonce=1), "alice")
-    wait_until(lambda: service.status(running.job_id).state == "running" and service.worker_pids(), what="the job to start")
+    # "sleeping" is the job's own progress report: it runs inside the worker (not just handed to the pool)
+    wait_until(lambda: service.status(running.job_id).message == "sleeping" and service.worker_pids(), what="the job to start")
     busy_worker = service.worker_pids()[0]
     service.cancel(running.job_id, "alice")
     assert service.status(running.job_id) is None  # nobody else waited for it: gone
