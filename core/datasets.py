@@ -266,17 +266,6 @@ def _check_idx_header(header: bytes, name: str, images: bool, expected_magic: in
     return dims
 
 
-def parse_idx(data: bytes, file_name: str, images: bool) -> np.ndarray:
-    """Parse one IDX file held in memory (images: N×rows×cols uint8; labels: N uint8)."""
-    expected_magic, ndim = (IDX_IMAGES_MAGIC, 3) if images else (IDX_LABELS_MAGIC, 1)
-    header = 4 + 4 * ndim
-    dims = _check_idx_header(data[:header], file_name, images, expected_magic, ndim)
-    expected = int(np.prod(dims))
-    if len(data) - header != expected:
-        raise DatasetError(f"{file_name}: header promises {expected} bytes of data for shape {dims}, file has {len(data) - header}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
-
-
 def _find_idx(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():

@@ -260,11 +260,6 @@ class JobService:
             if not job.owners:
                 self._stop(job, "cancelled")
 
-    def owned(self, owner: str) -> list[JobStatus]:
-        with self.lock:
-            ids = [job.job_id for job in self.jobs.values() if owner in job.owners]
-        return [status for status in map(self.status, ids) if status is not None]
-
     def release(self, job_id: str, owner: str) -> None:
         """The owner has taken the result: the record may go (the cache keeps the result)."""
         with self.lock:
