@@ -8,7 +8,10 @@ interpreter with its reference kernels), as ``core/runtime.py`` is for LiteRT. F
   (head: the tensors' memory plan; tail: what persists), checked by allocating exactly that much;
 * flash: the model's bytes, which a microcontroller keeps in flash as a C array;
 * accuracy and agreement with the float32 reference on the test set, every image through TFLM's
-  reference kernels, and how many images TFLM answers differently from LiteRT on the same file.
+  reference kernels, and how many images TFLM answers differently from LiteRT on the same file:
+  from LiteRT's built-in kernels (the same reference integer arithmetic: 0 is expected), and from
+  LiteRT with XNNPACK, its default, whose int8 kernels requantize with their own rounding (an
+  output one step apart can flip an answer on a near-tie).
 
 Every variant runs in a child process (``python -m core.micro``): a model that crashes TFLM's C++
 ends that child only, and becomes a row with the reason. TFLM prints from C to stdout; the child
@@ -43,7 +46,8 @@ class MicroResult:
     flash_bytes: int = 0  # the model itself, as a C array in flash (TFLM's own code is not counted)
     accuracy: float | None = None
     agreement: float | None = None  # with float32's answers (LiteRT), as everywhere in the lab
-    differs_from_litert: int | None = None  # test images TFLM answers differently from LiteRT, same file
+    differs_from_litert: int | None = None  # test images TFLM answers differently from LiteRT's built-in kernels, same file
+    differs_from_litert_xnnpack: int | None = None  # … and from LiteRT with XNNPACK, its default CPU path
     images: int = 0
     invoke_us: float | None = None  # median TFLM invoke, reference kernels, on this machine
 
@@ -95,10 +99,13 @@ class MicroError(RuntimeError):
 
 
 def measure(tflite: bytes, images: np.ndarray, labels: np.ndarray, reference_predictions: np.ndarray,
-            litert_predictions: np.ndarray, timeout: float = 600) -> MicroResult:  # fmt: skip
-    """One variant under TFLM, in a child process."""
+            litert_predictions: np.ndarray, litert_xnnpack_predictions: np.ndarray | None = None,
+            timeout: float = 600) -> MicroResult:  # fmt: skip
+    """One variant under TFLM, in a child process. ``litert_predictions``: LiteRT's answers on the same
+    file with its built-in kernels; ``litert_xnnpack_predictions``: with XNNPACK (optional)."""
+    xnnpack = litert_predictions if litert_xnnpack_predictions is None else litert_xnnpack_predictions
     payload = pickle.dumps((tflite, np.asarray(images, np.float32), np.asarray(labels), np.asarray(reference_predictions),
-                            np.asarray(litert_predictions)), protocol=pickle.HIGHEST_PROTOCOL)  # fmt: skip
+                            np.asarray(litert_predictions), np.asarray(xnnpack)), protocol=pickle.HIGHEST_PROTOCOL)  # fmt: skip
     env = {**os.environ, "PYTHONPATH": PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         child = subprocess.run([sys.executable, "-m", "core.micro"], input=payload, capture_output=True, timeout=timeout,
@@ -116,21 +123,27 @@ def measure(tflite: bytes, images: np.ndarray, labels: np.ndarray, reference_pre
 
 def measure_arena(tflite: bytes) -> MicroResult:
     """Whether TFLM runs the model and the arena it records, on one blank image (no test set)."""
-    blank = np.zeros((1, 28, 28), np.float32)
-    return measure(tflite, blank, np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64))
+    blank, none = np.zeros((1, 28, 28), np.float32), np.zeros(1, np.int64)
+    return measure(tflite, blank, none, none, none)
+
+
+def litert_answers(tflite: bytes, images: np.ndarray, xnnpack: bool) -> np.ndarray:
+    """LiteRT's answers on the same file: the comparison for TFLM's."""
+    from core.runtime import LiteModel
+
+    return np.argmax(LiteModel(tflite, xnnpack=xnnpack).predict_logits(images), axis=-1)
 
 
 def measure_all(tflites: dict[str, bytes], images: np.ndarray, labels: np.ndarray, progress=None) -> dict[str, MicroResult]:
     """Every variant under TFLM; LiteRT's answers on the same files are the comparison."""
-    from core.runtime import LiteModel
-
-    litert = {name: np.argmax(LiteModel(data).predict_logits(images), axis=-1) for name, data in tflites.items()}
-    reference = litert.get("float32", next(iter(litert.values())))
+    builtin = {name: litert_answers(data, images, xnnpack=False) for name, data in tflites.items()}
+    xnnpack = {name: litert_answers(data, images, xnnpack=True) for name, data in tflites.items()}
+    reference = xnnpack.get("float32", next(iter(xnnpack.values())))  # float32 as Compare scores it
     results = {}
     for index, (name, data) in enumerate(tflites.items()):
         if progress:
             progress(index, len(tflites), name)
-        results[name] = measure(data, images, labels, reference, litert[name])
+        results[name] = measure(data, images, labels, reference, builtin[name], xnnpack[name])
     return results
 
 
@@ -157,7 +170,7 @@ def _quantize(images: np.ndarray, details: dict) -> np.ndarray:
     return np.clip(np.round(images / scale[0] + zero[0]), info.min, info.max).astype(dtype)
 
 
-def _run_child(tflite: bytes, images, labels, reference, litert, captured) -> MicroResult:
+def _run_child(tflite: bytes, images, labels, reference, litert, litert_xnnpack, captured) -> MicroResult:
     from tflite_micro import runtime as tflm
 
     def said() -> str:
@@ -198,17 +211,17 @@ def _run_child(tflite: bytes, images, labels, reference, litert, captured) -> Mi
     return MicroResult(
         True, "", arena, recorded.get("head"), recorded.get("tail"), method, len(tflite),
         float(np.mean(predictions == labels)), float(np.mean(predictions == reference)),
-        int(np.sum(predictions != litert)), len(images), float(np.median(times)),
+        int(np.sum(predictions != litert)), int(np.sum(predictions != litert_xnnpack)), len(images), float(np.median(times)),
     )  # fmt: skip
 
 
 def _child_main() -> int:
-    tflite, images, labels, reference, litert = pickle.load(sys.stdin.buffer)
+    tflite, images, labels, reference, litert, litert_xnnpack = pickle.load(sys.stdin.buffer)
     channel = os.fdopen(os.dup(1), "wb")
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 1)  # TFLM prints its reasons and allocations from C++
         os.dup2(captured.fileno(), 2)
-        result = _run_child(tflite, images, labels, reference, litert, captured)
+        result = _run_child(tflite, images, labels, reference, litert, litert_xnnpack, captured)
     channel.write(pickle.dumps(result.to_dict(), protocol=pickle.HIGHEST_PROTOCOL))  # plain values: this runs as __main__
     channel.flush()
     return 0

@@ -155,7 +155,7 @@ def format_micro_table(report: dict) -> str:
     from core.micro import BOARDS, MicroResult, fits
 
     short = [board.name.split(" (")[0].replace("Raspberry Pi ", "").replace("Arduino ", "")[:14] for board in BOARDS]
-    header = f"{'variant':<22} {'TFLM':>4} {'arena B':>8} {'flash B':>8} {'accuracy':>8} {'≠LiteRT':>7}  " + " ".join(f"{s:>14}" for s in short)
+    header = f"{'variant':<22} {'TFLM':>4} {'arena B':>8} {'flash B':>8} {'accuracy':>8} {'≠LiteRT (XNNPACK)':>17}  " + " ".join(f"{s:>14}" for s in short)
     lines = ["TensorFlow Lite Micro (reference kernels): fits = arena ≤ RAM and model ≤ flash; headroom in KB", header, "-" * len(header)]
     refusals = []
     for row in report["variants"]:
@@ -164,7 +164,7 @@ def format_micro_table(report: dict) -> str:
             continue
         result = MicroResult(**tflm)
         if not result.runs:
-            lines.append(f"{row['name']:<22} {'no':>4} {'–':>8} {result.flash_bytes:>8,} {'–':>8} {'–':>7}  " + " ".join(f"{'–':>14}" for _ in BOARDS))
+            lines.append(f"{row['name']:<22} {'no':>4} {'–':>8} {result.flash_bytes:>8,} {'–':>8} {'–':>17}  " + " ".join(f"{'–':>14}" for _ in BOARDS))
             refusals.append(f"  {row['name']}: {result.reason}")
             continue
         cells = []
@@ -172,7 +172,7 @@ def format_micro_table(report: dict) -> str:
             fit = fits(result, board)
             cells.append(f"{('yes' if fit.fits else 'NO')} {min(fit.ram_headroom_bytes, fit.flash_headroom_bytes) / 1024:+.0f}K".rjust(14))
         lines.append(f"{row['name']:<22} {'yes':>4} {result.arena_bytes:>8,} {result.flash_bytes:>8,} {result.accuracy:>8.4f} "
-                     f"{result.differs_from_litert:>7}  " + " ".join(cells))  # fmt: skip
+                     f"{f'{result.differs_from_litert} ({result.differs_from_litert_xnnpack})':>17}  " + " ".join(cells))  # fmt: skip
     if refusals:
         lines += ["refused by TFLite Micro:", *refusals]
     return "\n".join(lines)

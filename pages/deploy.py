@@ -17,30 +17,28 @@ st.title("Deploy")
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def measured(name: str, digest: str, dataset_digest: str, _tflite: bytes, _images, _labels, _reference, _litert) -> dict:
+def measured(name: str, digest: str, dataset_digest: str, _tflite: bytes, _images, _labels, _reference, _litert, _xnnpack) -> dict:
     """One variant under TFLite Micro, in a child process (keyed by the file's and the data's digests)."""
-    return micro.measure(_tflite, _images, _labels, _reference, _litert).to_dict()
+    return micro.measure(_tflite, _images, _labels, _reference, _litert, _xnnpack).to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def litert_answers(digest: str, dataset_digest: str, _tflite: bytes, _images):
-    import numpy as np
-
-    from core.runtime import LiteModel
-
-    return np.argmax(LiteModel(_tflite).predict_logits(_images), axis=-1)
+def litert_answers(digest: str, dataset_digest: str, xnnpack: bool, _tflite: bytes, _images):
+    return micro.litert_answers(_tflite, _images, xnnpack)
 
 
 def measure_ui(converted: dict, dataset) -> dict[str, micro.MicroResult]:
     images, labels = dataset.x_test, dataset.y_test
     reference_name = "float32" if "float32" in converted else next(iter(converted))
     bar = st.progress(0.0, text="TensorFlow Lite Micro runs every variant on the test set (reference kernels)…")
-    reference = litert_answers(converted[reference_name].digest, dataset.digest, converted[reference_name].tflite, images)
+    reference = litert_answers(converted[reference_name].digest, dataset.digest, True, converted[reference_name].tflite, images)
     results = {}
     for index, (name, item) in enumerate(converted.items()):
         bar.progress(index / len(converted), text=f"TFLite Micro: {name} on {len(images):,} test images…")
-        litert = litert_answers(item.digest, dataset.digest, item.tflite, images)
-        results[name] = micro.MicroResult(**measured(name, item.digest, dataset.digest, item.tflite, images, labels, reference, litert))
+        builtin = litert_answers(item.digest, dataset.digest, False, item.tflite, images)
+        xnnpack = litert_answers(item.digest, dataset.digest, True, item.tflite, images)
+        results[name] = micro.MicroResult(**measured(name, item.digest, dataset.digest, item.tflite, images, labels, reference,
+                                                     builtin, xnnpack))  # fmt: skip
     bar.empty()
     return results
 
@@ -68,13 +66,13 @@ def kb(value: int) -> str:
 
 
 def table_ui(results: dict[str, micro.MicroResult], boards: list[micro.Board]) -> None:
-    header = ["variant", "runs on TFLM", "arena (RAM)", "model (flash)", "accuracy", "≠ LiteRT"] + [b.name for b in boards]
+    header = ["variant", "runs on TFLM", "arena (RAM)", "model (flash)", "accuracy", "≠ LiteRT (XNNPACK)"] + [b.name for b in boards]
     rows = []
     for name, result in results.items():
         cells = [f"{variant_label(name)} (`{name}`)", "yes" if result.runs else "**no**",
                  kb(result.arena_bytes) if result.runs else "–", kb(result.flash_bytes),
                  f"{result.accuracy:.4f}" if result.accuracy is not None else "–",
-                 str(result.differs_from_litert) if result.differs_from_litert is not None else "–"]  # fmt: skip
+                 f"{result.differs_from_litert} ({result.differs_from_litert_xnnpack})" if result.differs_from_litert is not None else "–"]  # fmt: skip
         for board in boards:
             fit = micro.fits(result, board)
             if fit is None:
@@ -88,7 +86,9 @@ def table_ui(results: dict[str, micro.MicroResult], boards: list[micro.Board]) -
     st.markdown(markdown_table(header, rows, align="llrrrr" + "l" * len(boards)))
     st.caption("Arena: what TFLite Micro's RecordingMicroAllocator recorded after an invoke (an arena of exactly that size was "
                "checked to run). Flash: the model's bytes; TFLite Micro's own code (interpreter and kernels) comes on top. "
-               "Accuracy: the whole test set through TFLM's reference kernels.")  # fmt: skip
+               "Accuracy: the whole test set through TFLM's reference kernels. ≠ LiteRT: test images TFLM answers differently "
+               "from LiteRT's built-in kernels (the same integer arithmetic), and in brackets from LiteRT with XNNPACK, whose "
+               "int8 kernels round their requantization their own way.")  # fmt: skip
 
 
 def chart_ui(results: dict[str, micro.MicroResult], boards: list[micro.Board]) -> None:
