@@ -20,6 +20,7 @@ import tempfile
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 from core import variants as registry
@@ -86,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", choices=DATASET_NAMES, default="mnist")
     run.add_argument("--data-dir", help="a folder of IDX files or a keras-format .npz")
     run.add_argument("--origin", help="download from this base URL instead of keras's (file:// works)")
-    run.add_argument("--model", help="a .keras or .h5 model to use instead of training")
+    run.add_argument("--model", help="a .keras or .h5 model to use instead of training, or a .tflite to compare as it is")
     run.add_argument("--architecture", default="seed", help="seed or wide (when training)")
     run.add_argument("--epochs", type=int, default=1)
     run.add_argument("--variants", default=",".join(registry.POST_TRAINING),
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.add_argument("--verbose", action="store_true", help="also show what TensorFlow prints (Keras files)")
+    inspect.add_argument("--classes", type=int, default=10, help="the classes its outputs must be (the lab's datasets have 10)")
     export = commands.add_parser("export-c", help="a .tflite as a .h/.cc pair for TensorFlow Lite Micro")
     export.add_argument("file")
     export.add_argument("--out", default=".", help="the folder to write NAME_model_data.h and .cc to")
@@ -139,8 +141,11 @@ def _run(args) -> int:
     report = result.report
     ds, model = report["dataset"], report["model"]
     print(f"dataset {ds['name']}: {ds['train_size']:,} train / {ds['test_size']:,} test ({ds['source']})")
-    print(f"model {model['architecture']}: {model['parameters']:,} parameters, {model['epochs']} epoch(s), "
-          f"Keras test accuracy {model['keras_accuracy']:.4f}")  # fmt: skip
+    if model["parameters"] is None:
+        print(f"model {model['architecture']}: a .tflite, compared as it is")
+    else:
+        print(f"model {model['architecture']}: {model['parameters']:,} parameters, {model['epochs']} epoch(s), "
+              f"Keras test accuracy {model['keras_accuracy']:.4f}")  # fmt: skip
     print(format_table(report))
     if args.mcu:
         print(format_micro_table(report))
@@ -156,15 +161,17 @@ def _run(args) -> int:
     if args.save_dir:
         folder = Path(args.save_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "model.keras").write_bytes(result.keras_model_bytes)
+        if result.keras_model_bytes:
+            (folder / "model.keras").write_bytes(result.keras_model_bytes)
         for name, data in result.tflites.items():
             (folder / f"{name}.tflite").write_bytes(data)
-        print(f"model.keras and {len(result.tflites)} .tflite files written to {folder}")
+        print(f"{'model.keras and ' if result.keras_model_bytes else ''}{len(result.tflites)} .tflite files written to {folder}")
     return 0
 
 
 def _inspect(args) -> int:
     from core.inspect import ModelFormatError, format_inspection, inspect_tflite
+    from core.runtime import RuntimeModelError, check_model
 
     path = Path(args.file)
     if not path.is_file():
@@ -174,9 +181,18 @@ def _inspect(args) -> int:
         return _inspect_keras(data, path.name, args.json, args.verbose)
     try:
         inspection = inspect_tflite(data)
+        # What the lab checks before it runs a model: its memory and run time in a bounded child, its outputs.
+        found = check_model(data, path.name, classes=args.classes)
     except ModelFormatError as error:
         raise BadInput(f"{path.name}: {error}") from error
-    print(json.dumps(inspection.to_dict(), indent=2) if args.json else format_inspection(inspection))
+    except RuntimeModelError as error:
+        raise BadInput(str(error)) from error
+    if args.json:
+        print(json.dumps({**inspection.to_dict(), "footprint": asdict(found)}, indent=2))
+    else:
+        print(format_inspection(inspection))
+        print(f"one image: {found.tensor_bytes:,} bytes of tensors, {found.invoke_ms:.3f} ms, batches of up to {found.max_batch} "
+              f"(probe peak {found.peak_mb:.0f} MB)")  # fmt: skip
     return 0
 
 

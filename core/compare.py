@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from core import limits
 from core import variants as registry
 from core.datasets import Dataset
 from core.evaluate import EvaluationResult, score
@@ -97,6 +98,30 @@ def evaluate_variants(tflites: dict[str, bytes], dataset: Dataset, threads: int 
     return evaluation.results(progress)
 
 
+def time_variant(tflite: bytes, images: np.ndarray, threads: int = 1, xnnpack: bool = True, runs: int = DEFAULT_RUNS,
+                 name: str = "") -> tuple[LatencyStats, float]:  # fmt: skip
+    """One variant's single-image latency (``runs`` invokes after warm-up) and batched throughput
+    over ``images`` (images per second)."""
+    latency = invoke_latency(LiteModel(tflite, threads=threads, xnnpack=xnnpack), images[0], name, runs=runs)
+    return latency, batch_throughput(LiteModel(tflite, threads=threads, xnnpack=xnnpack), images)
+
+
+def without_training_images(dataset: Dataset) -> Dataset:
+    """The dataset without its training images: what a measurement on the test set needs (a child
+    process is sent this, not MNIST's 188 MB of training images)."""
+    return replace(dataset, x_train=dataset.x_train[:0], y_train=dataset.y_train[:0])
+
+
+def elsewhere(function, *args, what: str):
+    """``function(*args)`` in a bounded child process (limits.MEASURE_MEMORY_MB and
+    MEASURE_TIMEOUT_S): how every measurement of a file a person brought is run, off the server's
+    thread and outside its memory. Raises core.isolation.IsolationError with one line."""
+    from core.isolation import run_isolated
+
+    return run_isolated(function, *args, timeout_s=limits.MEASURE_TIMEOUT_S, memory_mb=limits.MEASURE_MEMORY_MB, what=what,
+                        imports=("numpy", "ai_edge_litert.interpreter")).value  # fmt: skip
+
+
 def time_variants(tflites: dict[str, bytes], evaluations: dict[str, EvaluationResult], throughput_images: np.ndarray, threads: int = 1,
                   xnnpack: bool = True, runs: int = DEFAULT_RUNS, convert_seconds: dict[str, float] | None = None,
                   progress: ProgressFn = ignore) -> dict[str, VariantMeasurement]:  # fmt: skip
@@ -105,8 +130,7 @@ def time_variants(tflites: dict[str, bytes], evaluations: dict[str, EvaluationRe
     results: dict[str, VariantMeasurement] = {}
     for index, name in enumerate(tflites):
         progress(Progress("benchmark", index / len(tflites), f"timing {name}: {runs:,} single-image invokes"))
-        latency = invoke_latency(LiteModel(tflites[name], threads=threads, xnnpack=xnnpack), throughput_images[0], name, runs=runs)
-        throughput = batch_throughput(LiteModel(tflites[name], threads=threads, xnnpack=xnnpack), throughput_images)
+        latency, throughput = time_variant(tflites[name], throughput_images, threads, xnnpack, runs, name)
         results[name] = VariantMeasurement(name, len(tflites[name]), evaluations[name], latency, throughput,
                                            (convert_seconds or {}).get(name, float("nan")))  # fmt: skip
     progress(Progress("benchmark", 1.0, "measured"))

@@ -367,6 +367,12 @@ def _dataset(name: str, arrays: dict[str, np.ndarray], class_names: tuple[str, .
             raise DatasetError(f"{name}: {len(images)} {part} images but {len(labels)} {part} labels")
         if len(images) == 0:
             raise DatasetError(f"{name}: the {part} set is empty")
+    for part, labels in (("training", y_train), ("test", y_test)):
+        present = np.unique(labels)
+        if len(present) < 2:
+            # A model of one class answers it always: every variant would score 1.0000 without a word.
+            raise DatasetError(f"{name}: the {part} labels hold {len(present)} class ({present[0] if len(present) else '–'}); "
+                               "the lab needs at least 2 to tell apart")  # fmt: skip
     return Dataset(name, x_train, y_train, x_test, y_test, class_names, source)
 
 

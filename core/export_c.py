@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from core import limits
 from core.inspect import inspect_tflite
 
 ALIGNMENT = 16  # TFLM reads the flatbuffer in place: the array must be aligned (its examples use 16)
@@ -47,7 +48,10 @@ def resolver_method(op_name: str) -> str:
 
 
 def to_c(tflite: bytes, name: str, arena_bytes: int | None = None) -> CSource:
-    """The model as a .h/.cc pair (raises core.inspect.ModelFormatError on a malformed file)."""
+    """The model as a .h/.cc pair (raises core.inspect.ModelFormatError on a malformed file, ValueError on one
+    larger than limits.MAX_C_EXPORT_BYTES)."""
+    if len(tflite) > limits.MAX_C_EXPORT_BYTES:
+        raise ValueError(limits.refusal(name, "the model's size", len(tflite), limits.MAX_C_EXPORT_BYTES, "bytes"))
     inspection = inspect_tflite(tflite)
     identifier = c_identifier(name)
     ops = sorted(inspection.operator_counts)

@@ -57,6 +57,12 @@ class Inspection:
     description: str
 
     @property
+    def tensor_bytes(self) -> int:
+        """Every tensor of the main graph for one image, as the file declares their shapes (an
+        unknown dimension counted as 1): what an interpreter allocates at the least."""
+        return sum(tensor.bytes for tensor in self.tensors)
+
+    @property
     def operator_counts(self) -> dict[str, int]:
         return dict(Counter(op.op for op in self.operators))
 

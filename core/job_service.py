@@ -31,12 +31,9 @@ from __future__ import annotations
 import atexit
 import itertools
 import json
-import multiprocessing
-import multiprocessing.context
 import os
 import queue
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -45,9 +42,9 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from multiprocessing import popen_spawn_posix, spawn
 
 from core import jobs
+from core.isolation import clean_spawn_context, how_process_ended
 from core.progress import Progress
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -180,7 +177,7 @@ class JobService:
         self.counters = {"submitted": 0, "computed": 0, "cache_hits": 0, "joined": 0, "done": 0, "failed": 0,
                          "cancelled": 0, "workers_replaced": 0, "pools_started": 0}  # fmt: skip
         self.ids = itertools.count(1)
-        self.context = worker_context()
+        self.context = clean_spawn_context()
         self.progress_queue = self.context.Queue()
         self.pool = None
         self.last_busy = time.monotonic()
@@ -504,52 +501,6 @@ class JobService:
         os.replace(partial, self.settings.stats_path)
 
 
-# -- starting workers -------------------------------------------------------------------------------
-
-_launching = threading.local()
-
-
-def _preparation_data(name, _original=spawn.get_preparation_data):
-    data = _original(name)
-    if getattr(_launching, "clean", False):
-        # Our workers need nothing from the parent's __main__ (the job runs core.jobs.execute). Left
-        # in, a spawned worker would re-run the parent's main script: under `streamlit run`, it
-        # imports Streamlit into every worker (~50 MB, 0.7 s); under an unguarded script, worse.
-        data.pop("init_main_from_path", None)
-        data.pop("init_main_from_name", None)
-    return data
-
-
-spawn.get_preparation_data = _preparation_data
-
-
-class _CleanPopen(popen_spawn_posix.Popen):
-    def _launch(self, process_obj):
-        _launching.clean = True
-        try:
-            super()._launch(process_obj)
-        finally:
-            _launching.clean = False
-
-
-class _CleanProcess(multiprocessing.context.SpawnProcess):
-    _start_method = "spawn"
-
-    @staticmethod
-    def _Popen(process_obj):
-        return _CleanPopen(process_obj)
-
-
-class _CleanContext(multiprocessing.context.SpawnContext):
-    Process = _CleanProcess
-
-
-def worker_context():
-    """A spawn context (never fork a server full of threads) whose processes do not import the
-    parent's __main__."""
-    return _CleanContext()
-
-
 def _one_line(job: _Job, error: BaseException) -> str:
     text = str(error).strip()
     first = text.splitlines()[0] if text else type(error).__name__
@@ -557,9 +508,4 @@ def _one_line(job: _Job, error: BaseException) -> str:
 
 
 def _expired_message(job: _Job, exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        number = -exitcode
-        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
-        why = " (most likely out of memory)" if number == signal.SIGKILL else ""
-        return f"{job.request.describe()} failed: its worker process was killed by {name}{why}; a fresh worker took its place"
-    return f"{job.request.describe()} failed: its worker process exited with code {exitcode}; a fresh worker took its place"
+    return f"{job.request.describe()} failed: {how_process_ended(exitcode, 'worker process')}; a fresh worker took its place"

@@ -279,6 +279,9 @@ def _load(request: LoadModelRequest, progress: ProgressFn) -> TrainOutcome:
     accuracy, digest = float("nan"), ""
     if request.dataset is not None:
         dataset = _dataset(request.dataset)
+        from core.runtime import check_outputs
+
+        check_outputs(int(model.outputs[0].shape[-1] or 0), len(dataset.class_names), request.file_name)
         accuracy, digest = models.keras_accuracy(model, dataset.x_test, dataset.y_test), dataset.digest
     data = models.to_bytes(model)
     return TrainOutcome(data, digest_bytes(data), accuracy, models.summarize(model), dataset_digest=digest)

@@ -62,8 +62,9 @@ def _compute_outputs(model: LiteModel, images: np.ndarray) -> list[tuple[str, st
 
 def layer_errors(float_tflite: bytes, quantized_tflite: bytes, images: np.ndarray) -> list[LayerError]:
     """Per-layer RMSE and SNR of a quantized variant against float32 on ``images``."""
-    reference = _compute_outputs(LiteModel(float_tflite, preserve_all_tensors=True), images)
-    quantized = _compute_outputs(LiteModel(quantized_tflite, preserve_all_tensors=True), images)
+    models = LiteModel(float_tflite, preserve_all_tensors=True), LiteModel(quantized_tflite, preserve_all_tensors=True)
+    images = images[: min(model.max_batch for model in models)]  # one batch, within both interpreters' memory bound
+    reference, quantized = (_compute_outputs(model, images) for model in models)
     by_type: dict[str, list] = defaultdict(list)
     for op, name, values in quantized:
         by_type[op].append((name, values))

@@ -30,6 +30,31 @@ MAX_KERAS_CONFIG = 4 * MB
 # A .tflite file is read whole; its size is the upload's.
 MAX_TFLITE_BYTES = UPLOAD_MB * MB
 
+# A model's memory, which its file size does not tell (a 33 KB file can broadcast to gigabytes).
+# Every tensor of the model for one image, weights included: first summed from the shapes the file
+# declares, then as LiteRT allocated them after running one image in a bounded child process. The
+# seed CNN needs ~0.5 MB, the wide one ~2 MB.
+MAX_MODEL_TENSOR_BYTES = 32 * MB
+# The child that first runs a person's model (the probe) may use this much on top of its imports;
+# past it, its allocation fails there, never in the server.
+PROBE_MEMORY_MB = 256
+# One image through the model may take at most this long (the seed CNN: ~0.01 ms; Draw runs every
+# variant on every stroke).
+MAX_INVOKE_MS = 100
+# One interpreter's tensors at the batch it runs: the batch is cut down to stay within this (the
+# seed CNN still runs batches of 500: ~50 KB per image).
+INTERPRETER_BYTES = 64 * MB
+MAX_BATCH = 500
+# The interpreters one session keeps open in the server (Draw's, one per variant); past this the
+# oldest is released first.
+SESSION_INTERPRETER_BYTES = 64 * MB
+# Measurements of a person's own .tflite (evaluation on the test set, timing, LiteRT's answers for
+# TFLite Micro's comparison) run in a bounded child process, never in the server's thread.
+MEASURE_MEMORY_MB = 768
+MEASURE_TIMEOUT_S = 180
+# A C export is text of ~6 bytes per model byte: no microcontroller has more flash than this.
+MAX_C_EXPORT_BYTES = 16 * MB
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ +()\-]+")
 
 

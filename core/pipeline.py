@@ -10,8 +10,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from core import limits
 from core import variants as registry
-from core.compare import ParallelEvaluation, VariantMeasurement, layer_errors_by_variant, time_variants
+from core.compare import ParallelEvaluation, VariantMeasurement, evaluate_variants, layer_errors_by_variant, time_variants
 from core.convert import DEFAULT_CALIBRATION, calibration_sample
 from core.datasets import load
 from core.latency import DEFAULT_RUNS
@@ -58,6 +59,8 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
     loaded = load(config.dataset, config.data_dir, origin=config.origin)
     dataset = loaded.dataset
     timings["load"] = time.perf_counter() - start
+    if config.model_path and config.model_path.lower().endswith(".tflite"):
+        return _run_tflite(config, loaded, timings, start, progress)
 
     mark = time.perf_counter()
     import keras
@@ -103,15 +106,7 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
 
         keras_us = {key: value.percentiles() for key, value in keras_latency(model, dataset.x_test[0]).items()}
         timings["benchmark"] += time.perf_counter() - mark
-    micro_results = {}
-    if config.mcu:
-        from core.micro import measure_all
-
-        mark = time.perf_counter()
-        micro_results = measure_all(tflites, dataset.x_test, dataset.y_test,
-                                    lambda index, count, name: progress(Progress("mcu", index / count, f"TFLite Micro: {name}")))  # fmt: skip
-        progress(Progress("mcu", 1.0, "TFLite Micro: measured"))
-        timings["mcu"] = time.perf_counter() - mark
+    micro_results = _micro(config, tflites, dataset, timings, progress)
     timings["total"] = time.perf_counter() - start
 
     report = build_report(
@@ -121,8 +116,52 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
         timings_s=timings,
         env=environment(config.threads, tensorflow=tf.__version__) | {"keras": keras.__version__},
         keras_latency_us=keras_us,
-        extras={name: {**({"layer_errors": [error.to_dict() for error in errors[name]]} if name in errors else {}),
-                       **({"tflm": micro_results[name].to_dict()} if name in micro_results else {})} for name in tflites},
+        extras=_extras(tflites, errors, micro_results),
     )
     return RunResult(report, loaded.notice, models.to_bytes(model), tflites, measurements)
+
+
+def _extras(tflites: dict, errors: dict, micro_results: dict) -> dict:
+    return {name: {**({"layer_errors": [error.to_dict() for error in errors[name]]} if name in errors else {}),
+                   **({"tflm": micro_results[name].to_dict()} if name in micro_results else {})} for name in tflites}  # fmt: skip
+
+
+def _micro(config: RunConfig, tflites: dict, dataset, timings: dict, progress: ProgressFn) -> dict:
+    if not config.mcu:
+        return {}
+    from core.micro import measure_all
+
+    mark = time.perf_counter()
+    results = measure_all(tflites, dataset.x_test, dataset.y_test,
+                          lambda index, count, name: progress(Progress("mcu", index / count, f"TFLite Micro: {name}")))  # fmt: skip
+    progress(Progress("mcu", 1.0, "TFLite Micro: measured"))
+    timings["mcu"] = time.perf_counter() - mark
+    return results
+
+
+def _run_tflite(config: RunConfig, loaded, timings: dict, start: float, progress: ProgressFn) -> RunResult:
+    """A .tflite a person brought, compared as it is (nothing to convert), once core.runtime.check_model
+    has measured it in a bounded child process."""
+    from core.runtime import check_model
+
+    dataset, name = loaded.dataset, os.path.basename(config.model_path)
+    with open(config.model_path, "rb") as handle:
+        data = handle.read(limits.MAX_TFLITE_BYTES + 1)
+    if len(data) > limits.MAX_TFLITE_BYTES:
+        raise ValueError(limits.refusal(name, "the file's size", len(data), limits.MAX_TFLITE_BYTES, "bytes"))
+    progress(Progress("load", 0.5, f"running one image of {name} in a bounded process"))
+    check_model(data, name, classes=len(dataset.class_names))
+    tflites = {"uploaded": data}
+    mark = time.perf_counter()
+    evaluations = evaluate_variants(tflites, dataset, config.threads, progress=progress)
+    timings["evaluate"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    measurements = time_variants(tflites, evaluations, dataset.x_test[:256], config.threads, runs=config.runs, progress=progress)
+    timings["benchmark"] = time.perf_counter() - mark
+    micro_results = _micro(config, tflites, dataset, timings, progress)
+    timings["total"] = time.perf_counter() - start
+    report = build_report(dataset=dataset_info(dataset.summary(), bool(loaded.notice)), model=model_info(name, None, None, None),
+                          measurements=measurements, timings_s=timings, env=environment(config.threads),
+                          extras=_extras(tflites, {}, micro_results))  # fmt: skip
+    return RunResult(report, loaded.notice, b"", tflites, measurements)
 

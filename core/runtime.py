@@ -9,7 +9,12 @@ float logits, whatever the model wants inside:
 * unknown dimensions (``shape_signature`` with -1 for batch, height or width): the shape is filled
   in from the data, so nobody sets input shapes by hand;
 * a channel axis (N×28×28×1) or a flat input (N×784) is added to match the model's rank;
-* thread count and XNNPACK (the default CPU delegate) on or off.
+* thread count and XNNPACK (the default CPU delegate) on or off;
+* bounded memory: a LiteModel measures its own tensors (at one and two images) and cuts every
+  batch to stay within ``limits.INTERPRETER_BYTES`` (:attr:`LiteModel.max_batch`).
+
+A file a person brings is run here only after :func:`check_model` has run it once in a bounded
+child process: a file's size says nothing of the memory its interpreter allocates.
 
 This module never imports TensorFlow. A LiteRT interpreter is not thread-safe: give each
 Streamlit session (each thread) its own LiteModel.
@@ -17,14 +22,14 @@ Streamlit session (each thread) its own LiteModel.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from core import limits
 
 INTEGER_TYPES = (np.int8, np.uint8, np.int16)
 
@@ -121,6 +126,30 @@ class LiteModel:
         self.input = TensorInfo.from_details(inputs[0])
         self.output = TensorInfo.from_details(outputs[0])
         self._allocated: tuple[int, ...] | None = None
+        self.memory_bytes = 0  # every tensor at the batch last allocated
+        self.max_batch = self._largest_batch()
+
+    # -- memory -----------------------------------------------------------------------------------
+    def allocated_bytes(self) -> int:
+        """Every tensor's bytes at the current allocation, as LiteRT sized them."""
+        return sum(int(np.prod(d["shape"], dtype=np.int64)) * np.dtype(d["dtype"]).itemsize for d in self.interpreter.get_tensor_details())
+
+    def _bytes_at(self, batch: int) -> int:
+        self._ensure_shape(self._shape_for(np.zeros((batch, 28, 28), np.float32))[1])
+        return self.memory_bytes
+
+    def _largest_batch(self) -> int:
+        """The largest batch whose tensors stay within limits.INTERPRETER_BYTES, from what one more
+        image adds; 1 for a model that runs one image only."""
+        one = self._bytes_at(1)
+        try:
+            two = self._bytes_at(2)
+        except (ValueError, RuntimeError):  # a fixed batch of one (its graph cannot be resized)
+            self._allocated = None
+            self._bytes_at(1)
+            return 1
+        per_image = max(two - one, 1)
+        return int(min(limits.MAX_BATCH, max(1, (limits.INTERPRETER_BYTES - one) // per_image + 1)))
 
     # -- shapes ---------------------------------------------------------------------------------
     def _shape_for(self, images: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -142,10 +171,13 @@ class LiteModel:
     def _ensure_shape(self, shape: tuple[int, ...]) -> None:
         if self._allocated == shape:
             return
-        if tuple(self.input.shape) != shape or self._allocated is None:
+        if shape[0] > getattr(self, "max_batch", shape[0]):
+            raise RuntimeModelError(f"a batch of {shape[0]} is over this model's memory bound of {self.max_batch} images")
+        if (self._allocated or tuple(self.input.shape)) != shape or self._allocated is None:
             self.interpreter.resize_tensor_input(self.input.index, list(shape), strict=False)
         self.interpreter.allocate_tensors()
         self._allocated = shape
+        self.memory_bytes = self.allocated_bytes()
 
     # -- running ----------------------------------------------------------------------------------
     def set_input(self, images: np.ndarray) -> None:
@@ -165,6 +197,7 @@ class LiteModel:
         images = np.asarray(images, dtype=np.float32)
         if images.ndim == 2:
             images = images[None]
+        batch_size = max(1, min(batch_size, self.max_batch))
         parts = []
         for start in range(0, len(images), batch_size):
             self.set_input(images[start : start + batch_size])
@@ -193,36 +226,75 @@ class LiteModel:
         return self.interpreter._get_ops_details()  # the only way LiteRT exposes the op graph
 
 
-def probe(tflite: bytes, timeout: float = 60) -> None:
-    """Load and run an untrusted .tflite once in a child process, so that a malformed file that
-    crashes the interpreter's C++ code cannot take the caller down. Raises RuntimeModelError."""
-    from core.inspect import validate_flatbuffer
+@dataclass(frozen=True)
+class Footprint:
+    """What one image through a model costs, measured by running it."""
 
-    validate_flatbuffer(tflite)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    tensor_bytes: int  # every tensor for one image, as LiteRT sized them after an invoke
+    max_batch: int  # the largest batch within limits.INTERPRETER_BYTES
+    invoke_ms: float  # one image, the fastest of a few invokes after the first
+    outputs: int  # scores per image
+    peak_mb: float = 0.0  # the probe child's peak resident memory
+
+
+def footprint(tflite: bytes) -> Footprint:
+    """Run one image through the model in this process and measure it (the probe's child calls this)."""
+    model = LiteModel(tflite)
+    model.set_input(np.zeros((1, 28, 28), np.float32))
+    times, started = [], time.perf_counter()
+    for _ in range(4):
+        start = time.perf_counter()
+        model.invoke()
+        times.append(time.perf_counter() - start)
+        if time.perf_counter() - started > 1.0:
+            break
+    outputs = int(np.prod(model.output_logits().shape[1:], dtype=np.int64))
+    return Footprint(model.allocated_bytes(), model.max_batch, 1000 * min(times[1:] or times), outputs)
+
+
+PROBE_TIMEOUT_S = 60
+
+
+def check_model(tflite: bytes, name: str = "the model", classes: int | None = None) -> Footprint:
+    """Everything the lab checks before a person's .tflite may run in the server; one line
+    (RuntimeModelError, or ModelFormatError for a malformed file) naming the file, the limit and the
+    number when it may not:
+
+    1. the flatbuffer is well formed, and the tensors it declares fit limits.MAX_MODEL_TENSOR_BYTES;
+    2. one image runs in a child process whose memory is capped at limits.PROBE_MEMORY_MB (a crash,
+       an allocation past the bound or a hang ends the child only), which measures what LiteRT
+       really allocated (shapes computed at run time included) and how long it took;
+    3. its scores per image match the dataset's ``classes``, when given.
+    """
+    from core.inspect import inspect_tflite
+    from core.isolation import IsolationError, run_isolated
+
+    declared = inspect_tflite(tflite).tensor_bytes
+    if declared > limits.MAX_MODEL_TENSOR_BYTES:
+        raise RuntimeModelError(limits.refusal(name, "the memory its tensors declare for one image", declared, limits.MAX_MODEL_TENSOR_BYTES,
+                                               "bytes"))  # fmt: skip
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "core.runtime"], input=tflite, capture_output=True, timeout=timeout, env=env,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as error:
-        raise RuntimeModelError(f"LiteRT did not finish loading the model in {timeout:.0f} s") from error
-    if result.returncode != 0:
-        lines = result.stderr.decode(errors="replace").strip().splitlines()
-        why = lines[-1] if result.returncode > 0 and lines else f"the interpreter crashed (signal {-result.returncode})"
-        raise RuntimeModelError(f"LiteRT cannot run this model: {why}")
+        isolated = run_isolated(footprint, bytes(tflite), timeout_s=PROBE_TIMEOUT_S, memory_mb=limits.PROBE_MEMORY_MB,
+                                what="running one image", imports=("numpy", "ai_edge_litert.interpreter"))  # fmt: skip
+    except IsolationError as error:
+        raise RuntimeModelError(f"{name}: LiteRT cannot run this model: {error}") from error
+    found = replace(isolated.value, peak_mb=isolated.peak_mb)
+    check_footprint(found, name, classes)
+    return found
 
 
-def _probe_main() -> int:
-    data = sys.stdin.buffer.read()
-    try:
-        model = LiteModel(data)
-        model.predict_logits(np.zeros((1, 28, 28), np.float32))
-    except Exception as error:  # reported to the parent as one line
-        print(f"{type(error).__name__}: {error}", file=sys.stderr)
-        return 1
-    return 0
+def check_footprint(found: Footprint, name: str, classes: int | None = None) -> None:
+    if found.tensor_bytes > limits.MAX_MODEL_TENSOR_BYTES:
+        raise RuntimeModelError(limits.refusal(name, "the memory its tensors take for one image", found.tensor_bytes,
+                                               limits.MAX_MODEL_TENSOR_BYTES, "bytes"))  # fmt: skip
+    if found.invoke_ms > limits.MAX_INVOKE_MS:
+        raise RuntimeModelError(f"{name}: one image takes {found.invoke_ms:,.0f} ms to run, over the limit of {limits.MAX_INVOKE_MS:,} ms")
+    if classes is not None:
+        check_outputs(found.outputs, classes, name)
 
 
-if __name__ == "__main__":
-    sys.exit(_probe_main())
+def check_outputs(outputs: int, classes: int, name: str) -> None:
+    """A model's scores per image must be the dataset's classes (one line when they cannot be)."""
+    if outputs != classes:
+        raise RuntimeModelError(f"{name} gives {outputs:,} score{'s' if outputs != 1 else ''} per image, but the dataset has {classes} "
+                                "classes: its answers cannot be these classes")  # fmt: skip

@@ -14,12 +14,10 @@ import streamlit as st
 from core import variants as registry
 from core.compare import VariantMeasurement, reference_first
 from core.evaluate import score
-from core.latency import batch_throughput, invoke_latency
 from core.report import build_report, dataset_info, environment, model_info, to_csv, to_json
-from core.runtime import LiteModel
 from ui import state
 from ui.layout import model_fits, need_model, need_variants, through_the_app, variant_label
-from ui.resources import evaluate_tflite, inspect_for, layer_errors_for
+from ui.resources import evaluate_tflite, inspect_for, layer_errors_for, time_tflite
 
 through_the_app()
 st.title("Compare")
@@ -33,7 +31,7 @@ def evaluations_ui(converted, dataset):
     for index, name in enumerate(names):
         bar.progress(index / len(names), text=f"Evaluating {name} on {dataset.test_size:,} test images…")
         item = converted[name]
-        results[name] = evaluate_tflite(name, item.digest, item.tflite, dataset.digest, dataset)
+        results[name] = evaluate_tflite(name, item.digest, item.tflite, dataset.digest, dataset, item.brought)
     bar.empty()
     return {name: results[name] for name in converted}, names[0], time.perf_counter() - started
 
@@ -53,10 +51,7 @@ def latency_ui(converted, dataset) -> tuple[dict, int, bool]:
         measured, started = {}, time.perf_counter()
         for index, (name, item) in enumerate(converted.items()):
             bar.progress(index / len(converted), text=f"Timing {name}: {runs:,} single-image invokes after warm-up, then batches…")
-            model = LiteModel(item.tflite, threads=threads, xnnpack=xnnpack)
-            latency = invoke_latency(model, dataset.x_test[0], name, runs=runs)
-            throughput = batch_throughput(LiteModel(item.tflite, threads=threads, xnnpack=xnnpack), dataset.x_test[:256])
-            measured[name] = (latency, throughput)
+            measured[name] = time_tflite(name, item.tflite, dataset.x_test[:256], threads, xnnpack, runs, item.brought)
         bar.empty()
         cache[settings] = (measured, time.perf_counter() - started)
     return cache[settings], threads, xnnpack

@@ -23,7 +23,12 @@ def measured(name: str, digest: str, dataset_digest: str, _tflite: bytes, _image
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def litert_answers(digest: str, dataset_digest: str, xnnpack: bool, _tflite: bytes, _images):
+def litert_answers(digest: str, dataset_digest: str, xnnpack: bool, _tflite: bytes, _images, brought: bool = False):
+    """LiteRT's answers on the same file; a file a person brought runs in a bounded child process."""
+    if brought:
+        from core.compare import elsewhere
+
+        return elsewhere(micro.litert_answers, _tflite, _images, xnnpack, what="LiteRT's answers for the comparison")
     return micro.litert_answers(_tflite, _images, xnnpack)
 
 
@@ -31,12 +36,13 @@ def measure_ui(converted: dict, dataset) -> dict[str, micro.MicroResult]:
     images, labels = dataset.x_test, dataset.y_test
     reference_name = "float32" if "float32" in converted else next(iter(converted))
     bar = st.progress(0.0, text="TensorFlow Lite Micro runs every variant on the test set (reference kernels)…")
-    reference = litert_answers(converted[reference_name].digest, dataset.digest, True, converted[reference_name].tflite, images)
+    reference = litert_answers(converted[reference_name].digest, dataset.digest, True, converted[reference_name].tflite, images,
+                               converted[reference_name].brought)  # fmt: skip
     results = {}
     for index, (name, item) in enumerate(converted.items()):
         bar.progress(index / len(converted), text=f"TFLite Micro: {name} on {len(images):,} test images…")
-        builtin = litert_answers(item.digest, dataset.digest, False, item.tflite, images)
-        xnnpack = litert_answers(item.digest, dataset.digest, True, item.tflite, images)
+        builtin = litert_answers(item.digest, dataset.digest, False, item.tflite, images, item.brought)
+        xnnpack = litert_answers(item.digest, dataset.digest, True, item.tflite, images, item.brought)
         results[name] = micro.MicroResult(**measured(name, item.digest, dataset.digest, item.tflite, images, labels, reference,
                                                      builtin, xnnpack))  # fmt: skip
     bar.empty()
@@ -126,7 +132,11 @@ def export_ui(converted: dict, results: dict[str, micro.MicroResult]) -> None:
         st.info("No variant runs on TFLite Micro: convert int8 (or another full-integer variant) first.")
         return
     name = st.selectbox("Variant", runnable, format_func=variant_label, key="export_variant")
-    source = to_c(converted[name].tflite, name, results[name].arena_bytes)
+    try:
+        source = to_c(converted[name].tflite, name, results[name].arena_bytes)
+    except ValueError as error:  # a malformed file, or one larger than any microcontroller's flash
+        st.error(f"This variant cannot be exported as C: {error}")
+        return
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr(source.header_name, source.header)
@@ -148,8 +158,8 @@ if model is not None and converted:
                  "reference kernels: whether it runs at all, the RAM its tensors need, and its answers on the test set.")  # fmt: skip
         try:
             results = measure_ui(converted, dataset)
-        except micro.MicroError as error:
-            st.error(f"TensorFlow Lite Micro could not be asked: {error}")
+        except (ValueError, RuntimeError) as error:  # TFLM could not be asked, or LiteRT could not run a variant
+            st.error(f"TensorFlow Lite Micro could not be asked: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
         else:
             boards = targets_ui()
             table_ui(results, boards)

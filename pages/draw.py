@@ -12,6 +12,7 @@ import streamlit as st
 from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
+from core import limits
 from core import variants as registry
 from core.images import canvas_png_to_grey, mnist_style
 from core.runtime import LiteModel, to_probabilities
@@ -24,20 +25,21 @@ CANVAS = 280
 
 
 def session_models(converted: dict[str, state.ConvertedVariant]) -> dict[str, LiteModel]:
-    """This session's own interpreters (LiteRT interpreters are not thread-safe: never shared)."""
+    """This session's own interpreters (LiteRT interpreters are not thread-safe: never shared),
+    within the session's budget (state.DrawState.hold): the variants past it are left out."""
     draw = state.draw_state()
+    for name in list(draw.models):
+        if name not in converted or draw.models[name][0] != converted[name].digest:
+            del draw.models[name]
     for name, item in converted.items():
-        cached = draw.models.get(name)
-        if cached is None or cached[0] != item.digest:
+        if name not in draw.models:
             model = LiteModel(item.tflite, threads=1)
             model.predict_logits(np.zeros((1, 28, 28), np.float32))  # warm-up: first invokes set up kernels
             model.predict_logits(np.zeros((1, 28, 28), np.float32))
-            draw.models[name] = (item.digest, model)
             draw.latencies_us[name] = []
-    for name in list(draw.models):
-        if name not in converted:
-            del draw.models[name]
-    return {name: draw.models[name][1] for name in converted}
+            if draw.hold(name, item.digest, model):
+                break  # the budget is full: the rest are not opened (and the oldest was released)
+    return {name: draw.models[name][1] for name in converted if name in draw.models}
 
 
 def predict(models: dict[str, LiteModel], digit: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
@@ -123,6 +125,10 @@ def canvas_fragment(converted: dict[str, state.ConvertedVariant], class_names) -
         st.error(f"The variants cannot be loaded for drawing: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
         return
     draw = state.draw_state()
+    left_out = [name for name in converted if name not in models]
+    if left_out:
+        st.warning(f"Not answering here: {', '.join(left_out)}. A session keeps at most {limits.SESSION_INTERPRETER_BYTES // limits.MB} MB "
+                   "of interpreters in the server.")  # fmt: skip
     left, right = st.columns([2, 3])
     with left:
         result = st_canvas(
@@ -134,7 +140,11 @@ def canvas_fragment(converted: dict[str, state.ConvertedVariant], class_names) -
         st.session_state["lab_drawing"] = result.json_data  # kept for the next visit to this page
     png = result.image_bytes
     if png is not None:
-        digit = mnist_style(canvas_png_to_grey(png))
+        try:
+            digit = mnist_style(canvas_png_to_grey(png))
+        except (ValueError, OSError) as error:  # an image the canvas sent that cannot be read: one line
+            st.error(f"The drawing could not be read: {error}")
+            return
         st.session_state["lab_digit"] = digit
     else:  # the canvas sends nothing until a stroke: show the answer to the restored drawing
         digit = st.session_state.get("lab_digit")
@@ -152,9 +162,8 @@ def canvas_fragment(converted: dict[str, state.ConvertedVariant], class_names) -
 
 model = need_model()
 converted = need_variants() if model is not None else {}
-if model is not None and converted:
-    dataset, _ = state.current_dataset()
-    model_fits(model, dataset, "draw")
+dataset = state.current_dataset()[0] if converted else None
+if converted and model_fits(model, dataset, "draw"):
     st.write("Draw with the mouse (or a finger). The toolbar under the canvas undoes and clears.")
     st.html(CARD_STYLE)  # once per page, outside the fragment: a stroke sends only the cards
     # Restore the last drawing when the page is entered; within the page the canvas keeps its own.

@@ -13,7 +13,7 @@ from core import datasets, limits, models
 from core.datasets import DatasetError
 from core.inspect import ModelFormatError, inspect_tflite
 from core.jobs import LoadModelRequest, TrainRequest
-from core.runtime import RuntimeModelError, probe
+from core.runtime import RuntimeModelError, check_model
 from ui import jobs as jobs_ui
 from ui import state
 from ui.layout import epoch_chart, markdown_table, model_fits, notice, through_the_app
@@ -118,14 +118,14 @@ def upload_ui(dataset: datasets.Dataset) -> None:
     name, data = limits.safe_name(file.name, "model"), file.getvalue()
     if name.lower().endswith(".tflite"):
         try:
-            probe(data)  # in a child process: a malformed file cannot take the server down
-            inspect_tflite(data)
+            # Its memory, run time and outputs, measured in a bounded child process before the server runs it.
+            found = check_model(data, name, classes=len(dataset.class_names))
         except (ModelFormatError, RuntimeModelError) as error:
             st.error(f"This model cannot be used: {error}")
             return
         state.set_model(state.LabModel(label=name, keras_bytes=None, summary=None, keras_accuracy=float("nan"),
                                        dataset_name=dataset.name, uploaded_tflite=data, dataset_digest=dataset.digest,
-                                       class_names=dataset.class_names))  # fmt: skip
+                                       class_names=dataset.class_names, footprint=found))  # fmt: skip
         st.toast(f"{name} loaded: it is compared as it is (conversion needs a Keras model).")
         return
     try:
@@ -157,6 +157,11 @@ def model_ui(model: state.LabModel, dataset: datasets.Dataset) -> None:
         inspection = inspect_tflite(model.uploaded_tflite)
         st.write(f"A .tflite of {inspection.size_bytes:,} bytes, input {list(inspection.inputs[0].shape_signature)} "
                  f"{inspection.inputs[0].dtype}; operators: {', '.join(inspection.operator_counts)}.")  # fmt: skip
+        if model.footprint is not None:
+            found = model.footprint
+            st.caption(f"Measured on one image in a bounded process: {found.tensor_bytes / limits.MB:,.1f} MB of tensors, "
+                       f"{found.invoke_ms:,.2f} ms. It runs in batches of at most {found.max_batch} images, so that one interpreter "
+                       f"holds at most {limits.INTERPRETER_BYTES // limits.MB} MB; the lab measures it in a process of its own.")  # fmt: skip
     if model.history:
         st.plotly_chart(epoch_chart(list(model.history)), key="chart_epochs")
 

@@ -2,7 +2,7 @@
 
     python -m tests.fuzz_runner KIND FOLDER START
 
-KIND is ``tflite`` (inspect, then load and invoke as the app's probe does), ``dataset`` (a .npz
+KIND is ``tflite`` (inspect, then load and invoke as the child of core.runtime.check_model does), ``dataset`` (a .npz
 file or an IDX folder through ``core.datasets.load_local``) or ``keras`` (``core.models.from_bytes``).
 Each case is a file (or folder) in FOLDER named by its index. For each case from START on, one line:
 ``{"index", "outcome": "refused" | "result" | "error", "message", "peak_mb"}``, where ``peak_mb`` is
@@ -19,37 +19,24 @@ import sys
 import traceback
 from pathlib import Path
 
-
-def _reset_peak() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from core.isolation import peak_memory_mb, reset_peak_memory
 
 
 def _tflite(path: Path):
-    import numpy as np
 
     from core.inspect import ModelFormatError, inspect_tflite
-    from core.runtime import LiteModel
+    from core.runtime import footprint
 
     data = path.read_bytes()
     try:
         inspect_tflite(data)  # the server's own look, before the probe
     except ModelFormatError as error:
         return "refused", str(error)
-    try:  # what core.runtime.probe does in its child process
-        logits = LiteModel(data).predict_logits(np.zeros((1, 28, 28), np.float32))
-    except Exception as error:  # the probe reports any of these as one line: a refusal
+    try:  # what core.runtime.check_model's child does
+        found = footprint(data)
+    except Exception as error:  # check_model reports any of these as one line: a refusal
         return "refused", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    return "result", f"logits {tuple(logits.shape)}"
+    return "result", f"{found.outputs} outputs"
 
 
 def _dataset(path: Path):
@@ -87,12 +74,12 @@ def main() -> int:
         index = int(path.name.split(".")[0].split("-")[0])
         if index < start:
             continue
-        _reset_peak()
+        reset_peak_memory()
         try:
             outcome, message = run(path)
         except Exception as error:  # a traceback is a failure of the lab: the test reports it
             outcome, message = "error", "".join(traceback.format_exception(error))[-1500:]
-        out.write(json.dumps({"index": index, "outcome": outcome, "message": message, "peak_mb": round(_peak_mb(), 1)}) + "\n")
+        out.write(json.dumps({"index": index, "outcome": outcome, "message": message, "peak_mb": round(peak_memory_mb(), 1)}) + "\n")
     return 0
 
 

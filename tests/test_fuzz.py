@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from core import datasets, models
-from core.runtime import RuntimeModelError, probe
+from core.runtime import RuntimeModelError, check_model
 from tests import hostile
 from tests.conftest import ROOT
 
@@ -94,7 +94,7 @@ def test_mutated_tflite_files_are_refused_or_run(tflites, tmp_path):
     assert tally["refused"] > 0 and tally["result"] > 0  # both kinds of ending are exercised
     for crash in [r for r in results if r["outcome"] == "crashed"][:3]:  # the app's probe refuses what crashes LiteRT
         with pytest.raises(RuntimeModelError):
-            probe((tmp_path / f"{crash['index']:04d}.tflite").read_bytes())
+            check_model((tmp_path / f"{crash['index']:04d}.tflite").read_bytes())
 
 
 def test_mutated_npz_and_idx_datasets_are_refused_or_loaded(tmp_path):

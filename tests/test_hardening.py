@@ -45,6 +45,19 @@ ROWS = {
     "a model upload named ..": "refused by the uploader's file types",
     "random bytes as .npz": "random.npz: not an .npz archive",
     "random bytes starting with PK as .keras": "random.keras: not a .keras file",
+    "an .npz whose labels are all one class": "one-class: the training labels hold 1 class (0); the lab needs at least 2",
+    # A model's memory: declared in the file, or found by running one image in a bounded child.
+    "a model whose input is 20,000×20,000": "big-input.tflite: the memory its tensors declare for one image is 1,600,000,072 bytes, "
+                                            "over the limit of 33,554,432 bytes",
+    "a 28×28 model that broadcasts to 20,000×20,000, shape hidden": "broadcast.tflite: LiteRT cannot run this model: running one image "
+                                                                     "needs more memory than its bound of 256 MB",
+    "a 28×28 model that broadcasts to 40,000×40,000, shape hidden": "broadcast-40k.tflite: LiteRT cannot run this model: running one "
+                                                                     "image needs more memory than its bound of 256 MB",
+    "a 28×28 model that broadcasts to 20,000×20,000, shape declared": "broadcast-declared.tflite: the memory its tensors declare for one "
+                                                                       "image is 1,600,003,228 bytes",
+    "a model whose output is 78,400,000 scores": "huge-output.tflite: the memory its tensors declare for one image is 313,606,288 bytes",
+    "a model with 1,000 outputs": "thousand.tflite gives 1,000 scores per image, but the dataset has 10 classes",
+    "a model with 1 output": "one.tflite gives 1 score per image, but the dataset has 10 classes",
 }
 
 
@@ -59,11 +72,21 @@ def test_every_hostile_upload_gets_one_clear_line_and_the_server_stays_small(upl
     assert not any("/tmp" in text for text in found["said"] + found["errors"])
 
 
-def test_a_valid_one_image_npz_is_used_without_showing_a_temp_path(upload_rows):
-    found = upload_rows[0]["a valid one-image .npz"]
+def test_a_valid_small_npz_is_used_without_showing_a_temp_path(upload_rows):
+    found = upload_rows[0]["a valid 20-image .npz"]
     assert not found["errors"] and not found["exception"] and found["dataset"] == "upload"
     assert not any("/tmp" in text or "tmp" in text.split("/")[:2] for text in found["said"])
-    assert any("your upload: one-image.npz" in text for text in found["said"])
+    assert any("your upload: twenty-images.npz" in text for text in found["said"])
+
+
+def test_a_model_of_megabytes_per_image_runs_in_small_batches_on_every_page_and_the_server_stays_small(upload_rows):
+    found = upload_rows[0]["a model of ~3 MB per image in a batch"]
+    assert found["model"] == "batch-bomb.tflite" and not found["errors"] and not found["exception"]
+    assert any("batches of at most 20 images" in text for text in found["said"]), found["said"]
+    for path, seen in found["pages"].items():
+        assert not seen["exception"] and not seen["errors"], (path, seen)
+    assert found["pages"]["pages/compare.py"]["dataframes"], "Compare scored and timed it (in its bounded child)"
+    assert found["peak_mb"] < 600, f"the server's peak RSS through every page: {found['peak_mb']} MB"
 
 
 def test_nothing_is_written_outside_temp_folders(upload_rows):

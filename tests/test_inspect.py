@@ -2,7 +2,7 @@ import pytest
 
 from core import variants
 from core.inspect import ModelFormatError, format_inspection, inspect_tflite
-from core.runtime import RuntimeModelError, probe
+from core.runtime import RuntimeModelError, check_model
 
 
 @pytest.mark.parametrize("name", list(variants.VARIANTS))
@@ -38,13 +38,13 @@ def test_malformed_files_are_caught_before_any_interpreter(tflites):
 
 
 def test_probe_accepts_a_good_model_and_refuses_a_broken_one(tflites):
-    probe(tflites["int8"])
+    check_model(tflites["int8"])
     with pytest.raises((RuntimeModelError, ModelFormatError)):
-        probe(tflites["float32"][: len(tflites["float32"]) // 2])
+        check_model(tflites["float32"][: len(tflites["float32"]) // 2])
     # Valid structure, scrambled weights region: must not take this process down either way.
     scrambled = bytearray(tflites["float32"])
     scrambled[len(scrambled) // 3 : len(scrambled) // 3 + 64] = b"\xff" * 64
     try:
-        probe(bytes(scrambled))
+        check_model(bytes(scrambled))
     except (RuntimeModelError, ModelFormatError):
         pass

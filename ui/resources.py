@@ -36,11 +36,24 @@ def _load_dataset(name: str, attempt: int) -> datasets.LoadedDataset:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def evaluate_tflite(name: str, digest: str, _tflite: bytes, dataset_key: str, _dataset: datasets.Dataset) -> EvaluationResult:
-    """One variant on the whole test set (keyed by the .tflite's digest and the dataset)."""
-    from core.compare import evaluate_variants  # the LiteRT runtime: not needed before Compare
+def evaluate_tflite(name: str, digest: str, _tflite: bytes, dataset_key: str, _dataset: datasets.Dataset, brought: bool = False) -> EvaluationResult:
+    """One variant on the whole test set (keyed by the .tflite's digest and the dataset). A file a
+    person brought is evaluated in a bounded child process (core.compare.elsewhere)."""
+    from core.compare import elsewhere, evaluate_variants, without_training_images  # LiteRT: not needed before Compare
 
+    if brought:
+        return elsewhere(evaluate_variants, {name: _tflite}, without_training_images(_dataset), what=f"evaluating {name}")[name]
     return evaluate_variants({name: _tflite}, _dataset)[name]
+
+
+def time_tflite(name: str, tflite: bytes, images: np.ndarray, threads: int, xnnpack: bool, runs: int, brought: bool = False):
+    """One variant's latency and throughput (core.compare.time_variant); a file a person brought is
+    timed in a bounded child process. Not cached here: Compare keeps its timings per session."""
+    from core.compare import elsewhere, time_variant
+
+    if brought:
+        return elsewhere(time_variant, tflite, images, threads, xnnpack, runs, name, what=f"timing {name}")
+    return time_variant(tflite, images, threads, xnnpack, runs, name)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

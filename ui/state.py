@@ -16,18 +16,21 @@ Keys (one place to look):
   saved once in the session's folder for the pool's workers to read;
 * ``lab_draw``: per-session LiteRT interpreters and latency history for the Draw page (a LiteRT
   interpreter is not thread-safe, and Streamlit serves each session on its own thread, so
-  interpreters are never shared between sessions).
+  interpreters are never shared between sessions), at most ``limits.SESSION_INTERPRETER_BYTES``
+  of tensors, the oldest released first.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import streamlit as st
 
+from core import limits
 from core.datasets import DATASET_NAMES, Dataset, DatasetRef, LoadedDataset, save_npz
 from core.models import ModelSummary
 
@@ -53,6 +56,7 @@ class LabModel:
     seed: int | None = None  # the training seed, when trained here
     origin: str = ""  # "" computed for this session, "cache" from the class's shared cache, "joined" shared while running
     class_names: tuple[str, ...] = ()  # the classes it answers with (its training data's); () when not known
+    footprint: object = None  # core.runtime.Footprint of an uploaded .tflite, as core.runtime.check_model measured it
 
     @property
     def can_convert(self) -> bool:
@@ -71,6 +75,7 @@ class ConvertedVariant:
     tflite: bytes
     seconds: float
     calibration: int = 0
+    brought: bool = False  # a file a person brought: measured in a bounded child process, not in the server
 
     @cached_property  # read on every Draw stroke: hash the file once
     def digest(self) -> str:
@@ -79,8 +84,23 @@ class ConvertedVariant:
 
 @dataclass
 class DrawState:
-    models: dict = field(default_factory=dict)  # name -> (digest, LiteModel)
+    models: OrderedDict = field(default_factory=OrderedDict)  # name -> (digest, LiteModel), oldest first
     latencies_us: dict = field(default_factory=dict)  # name -> list of invoke times
+
+    def held_bytes(self) -> int:
+        return sum(model.memory_bytes for _, model in self.models.values())
+
+    def hold(self, name: str, digest: str, model) -> list[str]:
+        """Keep an interpreter for this session; release the oldest ones while the session holds more
+        than limits.SESSION_INTERPRETER_BYTES. Returns the names released."""
+        self.models[name] = (digest, model)
+        self.models.move_to_end(name)
+        released = []
+        while self.held_bytes() > limits.SESSION_INTERPRETER_BYTES and len(self.models) > 1:
+            oldest = next(iter(self.models))
+            del self.models[oldest]
+            released.append(oldest)
+        return released
 
 
 def get(key: str, default=None):
@@ -105,7 +125,7 @@ def set_model(new_model: LabModel) -> None:
     st.session_state["lab_variants"] = {}
     st.session_state["lab_latency"] = {}
     if new_model.uploaded_tflite is not None:
-        st.session_state["lab_variants"] = {"uploaded": ConvertedVariant("uploaded", new_model.uploaded_tflite, 0.0)}
+        st.session_state["lab_variants"] = {"uploaded": ConvertedVariant("uploaded", new_model.uploaded_tflite, 0.0, brought=True)}
 
 
 def set_variants(converted: dict[str, ConvertedVariant]) -> None:
