@@ -138,3 +138,15 @@ def test_a_session_holds_interpreters_within_its_budget_releasing_the_oldest_fir
     assert draw.held_bytes() <= limits.SESSION_INTERPRETER_BYTES
     assert released == ["copy0", "copy1"], released
     assert list(draw.models) == [f"copy{index}" for index in range(2, 12)]
+
+
+def test_a_keras_upload_whose_outputs_are_not_the_classes_is_refused_in_its_worker():
+    import keras
+
+    from core import datasets, models
+    from core.jobs import LoadModelRequest, run_request
+
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(1000)])
+    digits = datasets.DatasetRef.of(datasets.load_offline_digits())
+    with pytest.raises(RuntimeModelError, match="^thousand.keras gives 1,000 scores per image, but the dataset has 10 classes"):
+        run_request(LoadModelRequest("thousand.keras", models.to_bytes(model), digits))
