@@ -111,10 +111,14 @@ def main() -> None:
     latencies = sorted(s["done"] - s["up"] for s in strokes if s["done"] is not None)
     p90 = latencies[int(0.9 * (len(latencies) - 1))]
     mb = 1024 * 1024
-    print(f"first render of Home after `streamlit run`: {first_render:.2f} s (target ≤ 3 s): server up (health check "
-          f"answers) {server_up:.2f} s, then Home loaded and drawn {first_render - server_up:.2f} s")  # fmt: skip
-    print(f"stroke → 3 variants' answers on screen: median {statistics.median(latencies):.0f} ms, p90 {p90:.0f} ms, "
-          f"min {latencies[0]:.0f} ms over {len(latencies)} strokes (target median ≤ 300 ms; the canvas waits 200 ms)")  # fmt: skip
+    print(
+        f"first render of Home after `streamlit run`: {first_render:.2f} s (target ≤ 3 s): server up (health check "
+        f"answers) {server_up:.2f} s, then Home loaded and drawn {first_render - server_up:.2f} s"
+    )
+    print(
+        f"stroke → 3 variants' answers on screen: median {statistics.median(latencies):.0f} ms, p90 {p90:.0f} ms, "
+        f"min {latencies[0]:.0f} ms over {len(latencies)} strokes (target median ≤ 300 ms; the canvas waits 200 ms)"
+    )
     print(f"server RSS after the walk: {server_rss / mb:.0f} MB (target ≤ 300 MB); peak {watch.peak_server / mb:.0f} MB")
     print(f"server + workers, peak during the walk: {watch.peak_total / mb:.0f} MB (target ≤ 1 GB)")
     print(f"TensorFlow ever mapped into the server process: {'yes' if watch.tensorflow_mapped else 'no'}")

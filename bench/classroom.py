@@ -112,8 +112,10 @@ def run_class(server: Server, sessions: int, distinct: bool) -> tuple[list, list
     results: list = []
     errors: list = []
     start = threading.Barrier(sessions)
-    threads = [threading.Thread(target=one_student, args=(server.url, i, (2 + i) if distinct else None, results, errors, start))
-               for i in range(sessions)]  # fmt: skip
+    threads = [
+        threading.Thread(target=one_student, args=(server.url, i, (2 + i) if distinct else None, results, errors, start))
+        for i in range(sessions)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -127,21 +129,31 @@ def scenario_distinct(sessions: int, workers: int | None) -> None:
         time.sleep(1.0)
     times = [r["trained_s"] for r in results]
     finished = server.finished()
-    waits = {kind: [j["queued_s"] for j in finished if j["kind"] == kind and not j["from_cache"]] for kind in ("train", "convert")}
+    waits = {
+        kind: [j["queued_s"] for j in finished if j["kind"] == kind and not j["from_cache"]] for kind in ("train", "convert")
+    }
     own = sorted(int(re.search(r"(\d+) epochs", r["label"]).group(1)) for r in results if re.search(r"(\d+) epochs", r["label"]))
     print(f"\n== {sessions} sessions, each its own training (epochs 2..{sessions + 1}), conversion and drawing")
     print(f"pool: {server.counters().get('workers')} worker(s); counters {server.counters()}")
-    print(f"peak RSS, server + all workers: {server.watch.peak_total / MB:,.0f} MB (target ≤ 2,000 MB); "
-          f"server alone peak {server.watch.peak_server / MB:,.0f} MB")  # fmt: skip
+    print(
+        f"peak RSS, server + all workers: {server.watch.peak_total / MB:,.0f} MB (target ≤ 2,000 MB); "
+        f"server alone peak {server.watch.peak_server / MB:,.0f} MB"
+    )
     if times:
-        print(f"click -> trained model: median {statistics.median(times):.1f} s, p95 {percentile(times, 0.95):.1f} s, "
-              f"max {max(times):.1f} s over {len(times)} sessions")  # fmt: skip
+        print(
+            f"click -> trained model: median {statistics.median(times):.1f} s, p95 {percentile(times, 0.95):.1f} s, "
+            f"max {max(times):.1f} s over {len(times)} sessions"
+        )
     for kind, values in waits.items():
         if values:
-            print(f"queue wait before a {kind} started: median {statistics.median(values):.1f} s, max {max(values):.1f} s "
-                  f"({len(values)} jobs)")  # fmt: skip
-    print(f"sessions that ended with their own model and 3 answering variants: "
-          f"{sum(r['answers'] == 3 for r in results)}/{sessions}; models by epochs: {own}")  # fmt: skip
+            print(
+                f"queue wait before a {kind} started: median {statistics.median(values):.1f} s, max {max(values):.1f} s "
+                f"({len(values)} jobs)"
+            )
+    print(
+        f"sessions that ended with their own model and 3 answering variants: "
+        f"{sum(r['answers'] == 3 for r in results)}/{sessions}; models by epochs: {own}"
+    )
     for error in errors:
         print(f"  FAILED {error}")
 
@@ -152,10 +164,14 @@ def scenario_defaults(sessions: int, workers: int | None) -> None:
         time.sleep(1.0)
     counters = server.counters()
     print(f"\n== {sessions} sessions, all on the defaults")
-    print(f"computed by the pool: {counters.get('computed_train', 0)} training(s), {counters.get('computed_convert', 0)} "
-          f"conversion(s) (target 1 and 1); joined {counters.get('joined')}, from the cache {counters.get('cache_hits')}")  # fmt: skip
-    print(f"peak RSS, server + all workers: {server.watch.peak_total / MB:,.0f} MB; "
-          f"sessions with a model and 3 answers: {sum(r['answers'] == 3 for r in results)}/{sessions}")  # fmt: skip
+    print(
+        f"computed by the pool: {counters.get('computed_train', 0)} training(s), {counters.get('computed_convert', 0)} "
+        f"conversion(s) (target 1 and 1); joined {counters.get('joined')}, from the cache {counters.get('cache_hits')}"
+    )
+    print(
+        f"peak RSS, server + all workers: {server.watch.peak_total / MB:,.0f} MB; "
+        f"sessions with a model and 3 answers: {sum(r['answers'] == 3 for r in results)}/{sessions}"
+    )
     for error in errors:
         print(f"  FAILED {error}")
 
@@ -177,8 +193,10 @@ def scenario_clicks(clicks: int, workers: int | None) -> None:
         time.sleep(1.0)
         counters = server.counters()
     print(f"\n== one session clicking Train {clicks} times in 4 s")
-    print(f"trainings computed: {counters.get('computed_train', 0)} (target ≤ 1); submits that joined their own running job: "
-          f"{counters.get('submitted', 0) - counters.get('computed_train', 0)}")  # fmt: skip
+    print(
+        f"trainings computed: {counters.get('computed_train', 0)} (target ≤ 1); submits that joined their own running job: "
+        f"{counters.get('submitted', 0) - counters.get('computed_train', 0)}"
+    )
     print(f"peak RSS, server + all workers: {server.watch.peak_total / MB:,.0f} MB (target ≤ 1,500 MB)")
 
 
@@ -195,15 +213,19 @@ def scenario_warm(repeats: int, workers: int | None) -> None:
             page.locator(".st-key-train button").click()
             page.get_by_text(f"Seed {100 + seed}, trained for this session", exact=False).first.wait_for(timeout=600_000)
             total = time.perf_counter() - clicked
-            fit = float(re.search(r"Trained in ([\d.]+) s", page.get_by_text("Trained in", exact=False).first.inner_text()).group(1))
+            fit = float(
+                re.search(r"Trained in ([\d.]+) s", page.get_by_text("Trained in", exact=False).first.inner_text()).group(1)
+            )
             if seed:  # the first one imported TensorFlow into the worker
                 overheads.append(total - fit)
             else:
                 cold = total - fit
             wait_idle(page)
     print(f"\n== click -> trained model minus the training's own fit time, one session, {repeats} trainings on a warm worker")
-    print(f"median {statistics.median(overheads):.2f} s, max {max(overheads):.2f} s (target median ≤ 1.5 s); "
-          f"the first, cold worker: {cold:.1f} s (TensorFlow's import and the data)")  # fmt: skip
+    print(
+        f"median {statistics.median(overheads):.2f} s, max {max(overheads):.2f} s (target median ≤ 1.5 s); "
+        f"the first, cold worker: {cold:.1f} s (TensorFlow's import and the data)"
+    )
 
 
 def main() -> None:

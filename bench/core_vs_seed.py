@@ -45,15 +45,23 @@ def main() -> None:
             seed_times.append(seconds)
             seed = json.loads(out.strip().splitlines()[-1])
             report = Path(folder) / "report.json"
-            seconds, _ = timed([sys.executable, "-m", "core", "run", "--data-dir", data_dir, "--epochs", "1", "--json", str(report)])
+            seconds, _ = timed(
+                [sys.executable, "-m", "core", "run", "--data-dir", data_dir, "--epochs", "1", "--json", str(report)]
+            )
             core_times.append(seconds)
             core = json.loads(report.read_text())
     seed_s, core_s = min(seed_times), min(core_times)
-    print(f"data: {data_dir if args.data != 'tiled' else 'mnist-small tiled to 60,000 / 10,000'}; {os.cpu_count()} cores; best of {args.repeat}")
-    print(f"seed procedure (1 epoch, float32 + dynamic, image-by-image evaluation): {seed_s:6.1f} s  "
-          f"(float {seed['float_accuracy']:.4f}, dynamic {seed['dynamic_accuracy']:.4f})")  # fmt: skip
-    print(f"core run, all five variants, batched evaluation + 1,000-run latency each: {core_s:6.1f} s  "
-          f"({', '.join(r['name'] + ' ' + format(r['accuracy'], '.4f') for r in core['variants'])})")  # fmt: skip
+    print(
+        f"data: {data_dir if args.data != 'tiled' else 'mnist-small tiled to 60,000 / 10,000'}; {os.cpu_count()} cores; best of {args.repeat}"
+    )
+    print(
+        f"seed procedure (1 epoch, float32 + dynamic, image-by-image evaluation): {seed_s:6.1f} s  "
+        f"(float {seed['float_accuracy']:.4f}, dynamic {seed['dynamic_accuracy']:.4f})"
+    )
+    print(
+        f"core run, all five variants, batched evaluation + 1,000-run latency each: {core_s:6.1f} s  "
+        f"({', '.join(r['name'] + ' ' + format(r['accuracy'], '.4f') for r in core['variants'])})"
+    )
     print("core stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in core["timings_s"].items()))
     print(f"all runs (s): seed {', '.join(f'{t:.1f}' for t in seed_times)}; core {', '.join(f'{t:.1f}' for t in core_times)}")
     print(f"ratio core/seed: {core_s / seed_s:.2f}  (target ≤ 1.20)")

@@ -25,7 +25,10 @@ def benchmark_dataset(kind: str = "tiled"):
     else:
         data = datasets.load_local(MNIST_SMALL if kind == "tiled" else kind)
         if kind == "tiled":
-            return ((_tile(data.x_train, 60000), _tile(data.y_train, 60000)), (_tile(data.x_test, 10000), _tile(data.y_test, 10000)))
+            return (
+                (_tile(data.x_train, 60000), _tile(data.y_train, 60000)),
+                (_tile(data.x_test, 10000), _tile(data.y_test, 10000)),
+            )
     return (data.x_train, data.y_train), (data.x_test, data.y_test)
 
 

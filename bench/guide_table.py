@@ -26,10 +26,11 @@ def main(path: str) -> None:
         extra = ""
         if micro:
             tflm = row.get("tflm", {})
-            extra = (f" runs ({tflm['accuracy']:.4f}) | {tflm['arena_bytes']:,} B |" if tflm.get("runs")
-                     else " **refused** | — |")  # fmt: skip
-        print(f"| `{row['name']}` | {row['size_bytes']:,} | {row['size_ratio']:.2f} | {row['accuracy']:.4f} | "
-              f"{row['agreement']:.4f} | {row['latency_us']['p50']:.1f} | {weakest} |{extra}")  # fmt: skip
+            extra = f" runs ({tflm['accuracy']:.4f}) | {tflm['arena_bytes']:,} B |" if tflm.get("runs") else " **refused** | — |"
+        print(
+            f"| `{row['name']}` | {row['size_bytes']:,} | {row['size_ratio']:.2f} | {row['accuracy']:.4f} | "
+            f"{row['agreement']:.4f} | {row['latency_us']['p50']:.1f} | {weakest} |{extra}"
+        )
 
 
 if __name__ == "__main__":

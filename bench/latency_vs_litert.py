@@ -33,8 +33,26 @@ MNIST_SMALL = ROOT.parent / "shared" / "data" / "mnist-small"
 
 def build_models(folder: Path) -> None:
     data = ["--data-dir", str(MNIST_SMALL)] if MNIST_SMALL.exists() else ["--dataset", "digits"]
-    subprocess.run([sys.executable, "-m", "core", "run", *data, "--epochs", "1", "--variants", "all", "--runs", "100",
-                    "--save-dir", str(folder)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "run",
+            *data,
+            "--epochs",
+            "1",
+            "--variants",
+            "all",
+            "--runs",
+            "100",
+            "--save-dir",
+            str(folder),
+        ],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 class ToolFailed(RuntimeError):
@@ -45,8 +63,23 @@ def tool_as_run(path: Path, threads: int, runs: int) -> float:
     """litert-benchmark itself; its JSON median, in µs (the tool rounds to 0.01 ms)."""
     with tempfile.TemporaryDirectory() as folder:
         result = Path(folder) / "result.json"
-        done = subprocess.run(["litert-benchmark", "--model", str(path), "--num_threads", str(threads), "--num_runs", str(runs),
-                               "--warmup_runs", "50", "--result_json", str(result)], capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [
+                "litert-benchmark",
+                "--model",
+                str(path),
+                "--num_threads",
+                str(threads),
+                "--num_runs",
+                str(runs),
+                "--warmup_runs",
+                "50",
+                "--result_json",
+                str(result),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             said = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("INFO")]
             raise ToolFailed(said[-1] if said else f"exit code {done.returncode}")
@@ -61,10 +94,23 @@ def tool_unrounded(path: Path, threads: int, runs: int) -> float:
 
     logging.getLogger().setLevel(logging.ERROR)
     tool.round = lambda value, digits=None: value  # the module's own results dict rounds to 0.01 ms
-    args = argparse.Namespace(model=str(path), signature=None, use_cpu=True, no_cpu=False, use_gpu=False, use_npu=False,
-                              require_full_delegation=False, dispatch_library_path=None, compiler_plugin_path=None,
-                              runtime_path=None, num_runs=runs, warmup_runs=50, num_threads=threads, result_json=None,
-                              verbose=False)  # fmt: skip
+    args = argparse.Namespace(
+        model=str(path),
+        signature=None,
+        use_cpu=True,
+        no_cpu=False,
+        use_gpu=False,
+        use_npu=False,
+        require_full_delegation=False,
+        dispatch_library_path=None,
+        compiler_plugin_path=None,
+        runtime_path=None,
+        num_runs=runs,
+        warmup_runs=50,
+        num_threads=threads,
+        result_json=None,
+        verbose=False,
+    )
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its result block; the table below is ours
         return tool.run_benchmark(args)["latency"]["median_ms"] * 1000
 
@@ -92,7 +138,9 @@ def main() -> None:
             build_models(folder)
         files = sorted(folder.glob("*.tflite"))
         print(f"{len(files)} models, {args.threads} thread(s), {args.runs} runs after 50 warm-up, best median of {args.repeat}")
-        header = f"{'variant':<22} {'litert-benchmark (its JSON)':>27} {'LiteRT tool, µs':>15} {'ours, µs':>9} {'ours / LiteRT':>13}"
+        header = (
+            f"{'variant':<22} {'litert-benchmark (its JSON)':>27} {'LiteRT tool, µs':>15} {'ours, µs':>9} {'ours / LiteRT':>13}"
+        )
         print(header + "\n" + "-" * len(header))
         flagged = []
         for path in files:
@@ -112,8 +160,10 @@ def main() -> None:
                 flagged.append(path.stem)
             print(f"{path.stem:<22} {min(printed) / 1000:>24.2f} ms {min(exact):>15.1f} {min(mine):>9.1f} {ratio:>13.2f}{mark}")
     print("off by more than 25%: " + (", ".join(flagged) if flagged else "none"))
-    print("(ours is the Interpreter API's invoke() alone; the tool times CompiledModel.run_by_name, whose Python call with a dict "
-          "of tensor buffers costs a few µs more per run: a near-constant offset that matters only on the ~10 µs float models)")
+    print(
+        "(ours is the Interpreter API's invoke() alone; the tool times CompiledModel.run_by_name, whose Python call with a dict "
+        "of tensor buffers costs a few µs more per run: a near-constant offset that matters only on the ~10 µs float models)"
+    )
 
 
 if __name__ == "__main__":

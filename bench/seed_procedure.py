@@ -41,14 +41,16 @@ def evaluate_model(interpreter: Interpreter, test_images, test_labels) -> float:
 
 def main() -> None:
     (train_images, train_labels), (test_images, test_labels) = benchmark_dataset(sys.argv[1] if len(sys.argv) > 1 else "tiled")
-    model = tf.keras.Sequential([
-        tf.keras.layers.InputLayer(shape=(28, 28)),
-        tf.keras.layers.Reshape(target_shape=(28, 28, 1)),
-        tf.keras.layers.Conv2D(filters=12, kernel_size=(3, 3), activation="relu"),
-        tf.keras.layers.MaxPooling2D(pool_size=(2, 2)),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(10),
-    ])  # fmt: skip
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(shape=(28, 28)),
+            tf.keras.layers.Reshape(target_shape=(28, 28, 1)),
+            tf.keras.layers.Conv2D(filters=12, kernel_size=(3, 3), activation="relu"),
+            tf.keras.layers.MaxPooling2D(pool_size=(2, 2)),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(10),
+        ]
+    )
     model.compile(optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(train_images, train_labels, epochs=1, validation_data=(test_images, test_labels), verbose=0)
 
@@ -70,9 +72,18 @@ def main() -> None:
     t0 = time.perf_counter()
     interpreter_quant.invoke()
     one_image_us = (time.perf_counter() - t0) * 1e6
-    print(json.dumps({"float_accuracy": float_accuracy, "dynamic_accuracy": quant_accuracy,
-                      "float_bytes": len(tflite_model), "dynamic_bytes": len(tflite_quant_model),
-                      "one_image_us": one_image_us, "seconds": time.perf_counter() - START}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "float_accuracy": float_accuracy,
+                "dynamic_accuracy": quant_accuracy,
+                "float_bytes": len(tflite_model),
+                "dynamic_bytes": len(tflite_quant_model),
+                "one_image_us": one_image_us,
+                "seconds": time.perf_counter() - START,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -90,15 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="a .keras or .h5 model to use instead of training, or a .tflite to compare as it is")
     run.add_argument("--architecture", default="seed", help="seed or wide (when training)")
     run.add_argument("--epochs", type=int, default=1)
-    run.add_argument("--variants", default=",".join(registry.POST_TRAINING),
-                     help=f"comma-separated, from: {', '.join(registry.VARIANTS)}; or 'all'")  # fmt: skip
+    run.add_argument(
+        "--variants",
+        default=",".join(registry.POST_TRAINING),
+        help=f"comma-separated, from: {', '.join(registry.VARIANTS)}; or 'all'",
+    )
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--calibration", type=int, default=200, help="representative images for int8/int16x8")
     run.add_argument("--runs", type=int, default=1000, help="timed single-image invokes per variant")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--qat-epochs", type=int, default=1, help="fine-tuning epochs for qat_int8")
-    run.add_argument("--keras-latency", action="store_true",
-                     help="also time Keras model.predict and model(x) on one image (~1 s more)")  # fmt: skip
+    run.add_argument(
+        "--keras-latency", action="store_true", help="also time Keras model.predict and model(x) on one image (~1 s more)"
+    )
     run.add_argument("--json", dest="json_path", help="write the JSON report here")
     run.add_argument("--save-dir", help="write the Keras model and every .tflite here")
     run.add_argument("--mcu", action="store_true", help="also run every variant under TFLite Micro: arena, flash, boards it fits")
@@ -130,10 +134,22 @@ def _run(args) -> int:
     for path in filter(None, (args.data_dir, args.model)):
         if not os.path.exists(path):
             raise BadInput(f"{path}: no such file or folder")
-    config = RunConfig(dataset=args.dataset, data_dir=args.data_dir, origin=args.origin, model_path=args.model,
-                       preset=args.architecture, epochs=args.epochs, variants=names, threads=args.threads,
-                       calibration=args.calibration, runs=args.runs, seed=args.seed,
-                       keras_latency=args.keras_latency, mcu=args.mcu, extra={"qat_epochs": args.qat_epochs})  # fmt: skip
+    config = RunConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        origin=args.origin,
+        model_path=args.model,
+        preset=args.architecture,
+        epochs=args.epochs,
+        variants=names,
+        threads=args.threads,
+        calibration=args.calibration,
+        runs=args.runs,
+        seed=args.seed,
+        keras_latency=args.keras_latency,
+        mcu=args.mcu,
+        extra={"qat_epochs": args.qat_epochs},
+    )
     with libraries_quiet(not args.verbose) as progress_stream:
         result = run(config, ProgressPrinter(progress_stream))
     if result.notice:
@@ -144,15 +160,19 @@ def _run(args) -> int:
     if model["parameters"] is None:
         print(f"model {model['architecture']}: a .tflite, compared as it is")
     else:
-        print(f"model {model['architecture']}: {model['parameters']:,} parameters, {model['epochs']} epoch(s), "
-              f"Keras test accuracy {model['keras_accuracy']:.4f}")  # fmt: skip
+        print(
+            f"model {model['architecture']}: {model['parameters']:,} parameters, {model['epochs']} epoch(s), "
+            f"Keras test accuracy {model['keras_accuracy']:.4f}"
+        )
     print(format_table(report))
     if args.mcu:
         print(format_micro_table(report))
     if "keras_latency_us" in report:
         keras = report["keras_latency_us"]
-        print(f"Keras on one image: model.predict p50 {keras['keras_predict']['p50']:,.0f} µs, "
-              f"model(x) p50 {keras['keras_call']['p50']:,.0f} µs")  # fmt: skip
+        print(
+            f"Keras on one image: model.predict p50 {keras['keras_predict']['p50']:,.0f} µs, "
+            f"model(x) p50 {keras['keras_call']['p50']:,.0f} µs"
+        )
     print("timings (s): " + ", ".join(f"{key} {value:.2f}" for key, value in report["timings_s"].items()))
     if args.json_path:
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -191,8 +211,10 @@ def _inspect(args) -> int:
         print(json.dumps({**inspection.to_dict(), "footprint": asdict(found)}, indent=2))
     else:
         print(format_inspection(inspection))
-        print(f"one image: {found.tensor_bytes:,} bytes of tensors, {found.invoke_ms:.3f} ms, batches of up to {found.max_batch} "
-              f"(probe peak {found.peak_mb:.0f} MB)")  # fmt: skip
+        print(
+            f"one image: {found.tensor_bytes:,} bytes of tensors, {found.invoke_ms:.3f} ms, batches of up to {found.max_batch} "
+            f"(probe peak {found.peak_mb:.0f} MB)"
+        )
     return 0
 
 
@@ -206,9 +228,19 @@ def _inspect_keras(data: bytes, name: str, as_json: bool, verbose: bool = False)
         raise BadInput(str(error)) from error
     summary = result["summary"]
     if as_json:
-        print(json.dumps({"name": summary.name, "parameters": summary.parameters, "input_shape": list(summary.input_shape),
-                          "layers": [dict(zip(("name", "type", "output_shape", "parameters"), layer, strict=False)) for layer in summary.layers]},
-                         indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "name": summary.name,
+                    "parameters": summary.parameters,
+                    "input_shape": list(summary.input_shape),
+                    "layers": [
+                        dict(zip(("name", "type", "output_shape", "parameters"), layer, strict=False)) for layer in summary.layers
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{summary.name}: {summary.parameters:,} parameters, input {summary.input_shape}")
         for layer in summary.layers:
@@ -241,8 +273,10 @@ def _export_c(args) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / source.header_name).write_text(source.header)
     (folder / source.source_name).write_text(source.source)
-    print(f"{folder / source.header_name} and {source.source_name}: {len(data):,} bytes, arena {arena:,} bytes, "
-          f"{len(source.resolver_lines)} operators ({' '.join(source.resolver_lines)})")  # fmt: skip
+    print(
+        f"{folder / source.header_name} and {source.source_name}: {len(data):,} bytes, arena {arena:,} bytes, "
+        f"{len(source.resolver_lines)} operators ({' '.join(source.resolver_lines)})"
+    )
     return 0
 
 

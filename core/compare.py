@@ -59,11 +59,14 @@ class ParallelEvaluation:
     throughput stays honest.
     """
 
-    def __init__(self, dataset: Dataset, threads: int = 1, xnnpack: bool = True, workers: int | None = None,
-                 chunk_size: int = 1000):  # fmt: skip
+    def __init__(
+        self, dataset: Dataset, threads: int = 1, xnnpack: bool = True, workers: int | None = None, chunk_size: int = 1000
+    ):
         self.dataset, self.threads, self.xnnpack = dataset, threads, xnnpack
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers or os.cpu_count() or 1))
-        self.chunks = [np.arange(start, min(start + chunk_size, dataset.test_size)) for start in range(0, dataset.test_size, chunk_size)]
+        self.chunks = [
+            np.arange(start, min(start + chunk_size, dataset.test_size)) for start in range(0, dataset.test_size, chunk_size)
+        ]
         self.futures: dict[str, list[Future]] = {}
 
     def submit(self, name: str, tflite: bytes) -> None:
@@ -76,7 +79,13 @@ class ParallelEvaluation:
         """Wait for every submitted variant; agreement is against float32 (else the first)."""
         total = sum(len(parts) for parts in self.futures.values())
         for done, _ in enumerate(as_completed([f for parts in self.futures.values() for f in parts]), start=1):
-            progress(Progress("evaluate", done / total, f"evaluated {done}/{total} parts of {self.dataset.test_size:,} images × {len(self.futures)} variants"))
+            progress(
+                Progress(
+                    "evaluate",
+                    done / total,
+                    f"evaluated {done}/{total} parts of {self.dataset.test_size:,} images × {len(self.futures)} variants",
+                )
+            )
         self.pool.shutdown()
         results: dict[str, EvaluationResult] = {}
         reference = None
@@ -84,22 +93,30 @@ class ParallelEvaluation:
             parts = [future.result() for future in self.futures[name]]
             probabilities = np.concatenate([part[0] for part in parts])
             predictions = probabilities.argmax(axis=-1)
-            results[name] = score(predictions, self.dataset.y_test, len(self.dataset.class_names), reference,
-                                  probabilities, sum(part[1] for part in parts))  # fmt: skip
+            results[name] = score(
+                predictions,
+                self.dataset.y_test,
+                len(self.dataset.class_names),
+                reference,
+                probabilities,
+                sum(part[1] for part in parts),
+            )
             reference = predictions if reference is None else reference
         return {name: results[name] for name in self.futures}
 
 
-def evaluate_variants(tflites: dict[str, bytes], dataset: Dataset, threads: int = 1, xnnpack: bool = True,
-                      progress: ProgressFn = ignore) -> dict[str, EvaluationResult]:  # fmt: skip
+def evaluate_variants(
+    tflites: dict[str, bytes], dataset: Dataset, threads: int = 1, xnnpack: bool = True, progress: ProgressFn = ignore
+) -> dict[str, EvaluationResult]:
     evaluation = ParallelEvaluation(dataset, threads, xnnpack)
     for name in tflites:
         evaluation.submit(name, tflites[name])
     return evaluation.results(progress)
 
 
-def time_variant(tflite: bytes, images: np.ndarray, threads: int = 1, xnnpack: bool = True, runs: int = DEFAULT_RUNS,
-                 name: str = "") -> tuple[LatencyStats, float]:  # fmt: skip
+def time_variant(
+    tflite: bytes, images: np.ndarray, threads: int = 1, xnnpack: bool = True, runs: int = DEFAULT_RUNS, name: str = ""
+) -> tuple[LatencyStats, float]:
     """One variant's single-image latency (``runs`` invokes after warm-up) and batched throughput
     over ``images`` (images per second)."""
     latency = invoke_latency(LiteModel(tflite, threads=threads, xnnpack=xnnpack), images[0], name, runs=runs)
@@ -118,21 +135,35 @@ def elsewhere(function, *args, what: str):
     thread and outside its memory. Raises core.isolation.IsolationError with one line."""
     from core.isolation import run_isolated
 
-    return run_isolated(function, *args, timeout_s=limits.MEASURE_TIMEOUT_S, memory_mb=limits.MEASURE_MEMORY_MB, what=what,
-                        imports=("numpy", "ai_edge_litert.interpreter")).value  # fmt: skip
+    return run_isolated(
+        function,
+        *args,
+        timeout_s=limits.MEASURE_TIMEOUT_S,
+        memory_mb=limits.MEASURE_MEMORY_MB,
+        what=what,
+        imports=("numpy", "ai_edge_litert.interpreter"),
+    ).value
 
 
-def time_variants(tflites: dict[str, bytes], evaluations: dict[str, EvaluationResult], throughput_images: np.ndarray, threads: int = 1,
-                  xnnpack: bool = True, runs: int = DEFAULT_RUNS, convert_seconds: dict[str, float] | None = None,
-                  progress: ProgressFn = ignore) -> dict[str, VariantMeasurement]:  # fmt: skip
+def time_variants(
+    tflites: dict[str, bytes],
+    evaluations: dict[str, EvaluationResult],
+    throughput_images: np.ndarray,
+    threads: int = 1,
+    xnnpack: bool = True,
+    runs: int = DEFAULT_RUNS,
+    convert_seconds: dict[str, float] | None = None,
+    progress: ProgressFn = ignore,
+) -> dict[str, VariantMeasurement]:
     """Time each variant alone, one at a time, with nothing else running: a single-image invoke
     (``runs`` times after warm-up) and batched throughput over ``throughput_images``."""
     results: dict[str, VariantMeasurement] = {}
     for index, name in enumerate(tflites):
         progress(Progress("benchmark", index / len(tflites), f"timing {name}: {runs:,} single-image invokes"))
         latency, throughput = time_variant(tflites[name], throughput_images, threads, xnnpack, runs, name)
-        results[name] = VariantMeasurement(name, len(tflites[name]), evaluations[name], latency, throughput,
-                                           (convert_seconds or {}).get(name, float("nan")))  # fmt: skip
+        results[name] = VariantMeasurement(
+            name, len(tflites[name]), evaluations[name], latency, throughput, (convert_seconds or {}).get(name, float("nan"))
+        )
     progress(Progress("benchmark", 1.0, "measured"))
     return results
 

@@ -55,7 +55,9 @@ def _model_input(model, images: np.ndarray) -> np.ndarray:
 
 
 @builder(registry.METHOD_TFLITE_CONVERTER)
-def _tflite_converter(model, variant: registry.Variant, calibration: np.ndarray | None, progress: ProgressFn = ignore, **_) -> bytes:
+def _tflite_converter(
+    model, variant: registry.Variant, calibration: np.ndarray | None, progress: ProgressFn = ignore, **_
+) -> bytes:
     import tensorflow as tf
 
     settings = variant.converter
@@ -75,9 +77,7 @@ def _tflite_converter(model, variant: registry.Variant, calibration: np.ndarray 
     if settings.builtin_ops == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif settings.builtin_ops == "int16x8":
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-        ]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     if settings.io_type == "int8":
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
@@ -87,8 +87,14 @@ def _tflite_converter(model, variant: registry.Variant, calibration: np.ndarray 
 
 
 @builder(registry.METHOD_LITERT_QUANTIZER)
-def _litert_quantizer(model, variant: registry.Variant, calibration: np.ndarray | None, progress: ProgressFn = ignore,
-                      float_tflite: bytes | None = None, **_) -> bytes:  # fmt: skip
+def _litert_quantizer(
+    model,
+    variant: registry.Variant,
+    calibration: np.ndarray | None,
+    progress: ProgressFn = ignore,
+    float_tflite: bytes | None = None,
+    **_,
+) -> bytes:
     """Google's LiteRT Quantizer: a recipe applied to the float32 .tflite (no TensorFlow needed)."""
     from litert_quantizer import quantizer, recipe
 
@@ -109,8 +115,15 @@ def _litert_quantizer(model, variant: registry.Variant, calibration: np.ndarray 
 
 
 @builder(registry.METHOD_QAT)
-def _quantization_aware_training(model, variant: registry.Variant, calibration: np.ndarray | None, progress: ProgressFn = ignore,
-                                 dataset=None, qat_epochs: int = 1, **_) -> bytes:  # fmt: skip
+def _quantization_aware_training(
+    model,
+    variant: registry.Variant,
+    calibration: np.ndarray | None,
+    progress: ProgressFn = ignore,
+    dataset=None,
+    qat_epochs: int = 1,
+    **_,
+) -> bytes:
     """Fine-tune a tf_keras twin with fake quantization, in its own worker process (see core.qat)."""
     from core.qat import twin_spec
     from core.worker import run_job
@@ -118,8 +131,15 @@ def _quantization_aware_training(model, variant: registry.Variant, calibration: 
     if dataset is None:
         raise ValueError(f"{variant.name} needs the training data (pass dataset=…)")
     spec = twin_spec(model)
-    return run_job("qat", progress, spec=spec, x_train=_model_input(model, dataset.x_train), y_train=dataset.y_train,
-                   calibration=_model_input(model, calibration), epochs=qat_epochs)  # fmt: skip
+    return run_job(
+        "qat",
+        progress,
+        spec=spec,
+        x_train=_model_input(model, dataset.x_train),
+        y_train=dataset.y_train,
+        calibration=_model_input(model, calibration),
+        epochs=qat_epochs,
+    )
 
 
 def calibration_sample(images: np.ndarray, count: int = DEFAULT_CALIBRATION, seed: int = 0) -> np.ndarray:
@@ -130,8 +150,9 @@ def calibration_sample(images: np.ndarray, count: int = DEFAULT_CALIBRATION, see
     return images[np.random.default_rng(seed).choice(len(images), size=count, replace=False)]
 
 
-def convert(model, variant_name: str, calibration: np.ndarray | None = None, progress: ProgressFn = ignore,
-            **context) -> ConversionResult:  # fmt: skip
+def convert(
+    model, variant_name: str, calibration: np.ndarray | None = None, progress: ProgressFn = ignore, **context
+) -> ConversionResult:
     """Build one variant of the model; returns its .tflite bytes (saving them is the caller's job).
 
     ``context`` carries what some methods need beyond the model (the float32 .tflite for the
@@ -154,9 +175,15 @@ def convert(model, variant_name: str, calibration: np.ndarray | None = None, pro
     return ConversionResult(variant_name, bytes(data), time.perf_counter() - start)
 
 
-def convert_all(model, names: list[str], calibration: np.ndarray | None = None, progress: ProgressFn = ignore,
-                on_converted: Callable[[ConversionResult], None] | None = None, failures: dict[str, str] | None = None,
-                **context) -> dict[str, ConversionResult]:  # fmt: skip
+def convert_all(
+    model,
+    names: list[str],
+    calibration: np.ndarray | None = None,
+    progress: ProgressFn = ignore,
+    on_converted: Callable[[ConversionResult], None] | None = None,
+    failures: dict[str, str] | None = None,
+    **context,
+) -> dict[str, ConversionResult]:
     """Build several variants; ``on_converted`` sees each result as soon as it exists.
 
     With ``failures`` given, a variant that cannot be built is recorded there (name -> message) and
@@ -166,9 +193,14 @@ def convert_all(model, names: list[str], calibration: np.ndarray | None = None, 
     # The costliest to run first, so that a caller evaluating each result as it comes overlaps the
     # long evaluations with the other conversions; variants built from the float32 .tflite (the
     # LiteRT Quantizer recipes) after it.
-    ordered = sorted(names, key=lambda name: (registry.get(name).method == registry.METHOD_LITERT_QUANTIZER,
-                                              name != registry.REFERENCE and registry.get(name).run_cost <= 1,
-                                              -registry.get(name).run_cost))  # fmt: skip
+    ordered = sorted(
+        names,
+        key=lambda name: (
+            registry.get(name).method == registry.METHOD_LITERT_QUANTIZER,
+            name != registry.REFERENCE and registry.get(name).run_cost <= 1,
+            -registry.get(name).run_cost,
+        ),
+    )
     for index, name in enumerate(ordered):
         progress(Progress("convert", index / len(ordered), f"converting {name}"))
         if registry.REFERENCE in results:

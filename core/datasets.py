@@ -28,9 +28,17 @@ from core.images import mnist_style
 
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
 FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -97,8 +105,9 @@ class DatasetRef:
         """Load the dataset this names and check that it is the one meant."""
         if self.path:
             dataset = load_local(self.path, self.class_names)
-            dataset = Dataset(self.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test,
-                              dataset.class_names, dataset.source)  # fmt: skip
+            dataset = Dataset(
+                self.name, dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test, dataset.class_names, dataset.source
+            )
         elif self.name in DATASET_NAMES:
             dataset = load(self.name, fallback=False).dataset
         else:
@@ -204,7 +213,9 @@ def download(url: str, target: Path, checksum: str, progress: DownloadProgressFn
     return target
 
 
-def fetch(name: str, origin: str | None = None, cache_dir: Path | None = None, progress: DownloadProgressFn | None = None) -> Dataset:
+def fetch(
+    name: str, origin: str | None = None, cache_dir: Path | None = None, progress: DownloadProgressFn | None = None
+) -> Dataset:
     """Download (or reuse the cached copy of) MNIST or Fashion-MNIST, as keras.datasets does."""
     source = REMOTE_SOURCES.get(name)
     if source is None:
@@ -243,7 +254,9 @@ def read_idx(path: Path, images: bool, file_name: str | None = None) -> np.ndarr
             expected = int(np.prod(dims))
             data = _read_exactly(stream, expected, name)
             if stream.read(1):
-                raise DatasetError(f"{name}: the file is longer than its header promises ({expected:,} bytes of data for shape {dims})")
+                raise DatasetError(
+                    f"{name}: the file is longer than its header promises ({expected:,} bytes of data for shape {dims})"
+                )
     except DatasetError:
         raise
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
@@ -262,7 +275,9 @@ def _check_idx_header(header: bytes, name: str, images: bool, expected_magic: in
     if images and dims[1:] != [28, 28]:
         raise DatasetError(f"{name}: images are {dims[1]}×{dims[2]}, the lab needs 28×28")
     if dims[0] > limits.MAX_IMAGES:
-        raise DatasetError(limits.refusal(name, "the number of " + ("images" if images else "labels"), dims[0], limits.MAX_IMAGES))
+        raise DatasetError(
+            limits.refusal(name, "the number of " + ("images" if images else "labels"), dims[0], limits.MAX_IMAGES)
+        )
     return dims
 
 
@@ -314,8 +329,11 @@ def _read_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
                 raise DatasetError(f"{label}: holds pickled Python objects, which the lab does not load")
             count = shape[0] if shape else 1
             if count > limits.MAX_IMAGES:
-                raise DatasetError(limits.refusal(label, "the number of " + ("images" if key.startswith("x") else "labels"), count,
-                                                  limits.MAX_IMAGES))  # fmt: skip
+                raise DatasetError(
+                    limits.refusal(
+                        label, "the number of " + ("images" if key.startswith("x") else "labels"), count, limits.MAX_IMAGES
+                    )
+                )
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             if nbytes > limits.MAX_EXPANDED_BYTES:
                 raise DatasetError(limits.refusal(label, "the array's size", nbytes, limits.MAX_EXPANDED_BYTES, "bytes"))
@@ -323,7 +341,9 @@ def _read_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
     except DatasetError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TypeError, KeyError) as error:
-        raise DatasetError(f"{label}: not a readable .npy array ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from error
+        raise DatasetError(
+            f"{label}: not a readable .npy array ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        ) from error
     if len(data) != nbytes:
         raise DatasetError(f"{label}: holds {len(data):,} bytes of data where its header promises {nbytes:,}")
     array = np.frombuffer(data, dtype=dtype)
@@ -348,7 +368,9 @@ def _images(array: np.ndarray, label: str) -> np.ndarray:
 
 
 def _labels(array: np.ndarray, label: str, classes: int) -> np.ndarray:
-    array = np.asarray(array).reshape(-1) if np.asarray(array).ndim == 2 and np.asarray(array).shape[1] == 1 else np.asarray(array)
+    array = (
+        np.asarray(array).reshape(-1) if np.asarray(array).ndim == 2 and np.asarray(array).shape[1] == 1 else np.asarray(array)
+    )
     if array.ndim != 1:
         raise DatasetError(f"{label}: labels must be a 1-D array, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
@@ -371,8 +393,10 @@ def _dataset(name: str, arrays: dict[str, np.ndarray], class_names: tuple[str, .
         present = np.unique(labels)
         if len(present) < 2:
             # A model of one class answers it always: every variant would score 1.0000 without a word.
-            raise DatasetError(f"{name}: the {part} labels hold {len(present)} class ({present[0] if len(present) else '–'}); "
-                               "the lab needs at least 2 to tell apart")  # fmt: skip
+            raise DatasetError(
+                f"{name}: the {part} labels hold {len(present)} class ({present[0] if len(present) else '–'}); "
+                "the lab needs at least 2 to tell apart"
+            )
     return Dataset(name, x_train, y_train, x_test, y_test, class_names, source)
 
 
@@ -409,9 +433,14 @@ def load_offline_digits(seed: int = 0, test_share: float = 0.2) -> Dataset:
     cut = int(round(len(labels) * (1 - test_share)))
     train, test = order[:cut], order[cut:]
     return Dataset(
-        OFFLINE, images[train], labels[train], images[test], labels[test], DIGIT_CLASSES,
+        OFFLINE,
+        images[train],
+        labels[train],
+        images[test],
+        labels[test],
+        DIGIT_CLASSES,
         "scikit-learn load_digits (UCI optical digits, 8×8 scans), brought to 28×28 the MNIST way; ships offline",
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -420,8 +449,13 @@ class LoadedDataset:
     notice: str  # empty, or why the dataset is not the one asked for
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None, origin: str | None = None,
-         fallback: bool = True, progress: DownloadProgressFn | None = None) -> LoadedDataset:  # fmt: skip
+def load(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    origin: str | None = None,
+    fallback: bool = True,
+    progress: DownloadProgressFn | None = None,
+) -> LoadedDataset:
     """The dataset the CLI and the app ask for: a local path wins, then a download; offline
     digits when a download fails and fallback is allowed."""
     if data_dir:

@@ -30,8 +30,14 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return matrix
 
 
-def score(predictions: np.ndarray, labels: np.ndarray, num_classes: int, reference: np.ndarray | None = None,
-          probabilities: np.ndarray | None = None, seconds: float = 0.0) -> EvaluationResult:  # fmt: skip
+def score(
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    reference: np.ndarray | None = None,
+    probabilities: np.ndarray | None = None,
+    seconds: float = 0.0,
+) -> EvaluationResult:
     matrix = confusion_matrix(labels, predictions, num_classes)
     totals = matrix.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -36,8 +36,12 @@ def c_identifier(name: str) -> str:
 
 
 # Where TFLM's method name is not the plain CamelCase of the builtin's name.
-IRREGULAR = {"PADV2": "AddPadV2", "BATCH_MATMUL": "AddBatchMatMul", "REVERSE_V2": "AddReverseV2",
-             "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM"}  # fmt: skip
+IRREGULAR = {
+    "PADV2": "AddPadV2",
+    "BATCH_MATMUL": "AddBatchMatMul",
+    "REVERSE_V2": "AddReverseV2",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+}
 
 
 def resolver_method(op_name: str) -> str:
@@ -86,7 +90,10 @@ inline TfLiteStatus Register{camel}Ops(tflite::MicroMutableOpResolver<{len(metho
 
 #endif  // {guard}
 """
-    rows = [", ".join(f"0x{byte:02x}" for byte in tflite[start : start + BYTES_PER_LINE]) for start in range(0, len(tflite), BYTES_PER_LINE)]
+    rows = [
+        ", ".join(f"0x{byte:02x}" for byte in tflite[start : start + BYTES_PER_LINE])
+        for start in range(0, len(tflite), BYTES_PER_LINE)
+    ]
     body = ",\n    ".join(rows)
     source = f"""// {name}: the .tflite's {len(tflite):,} bytes (made by TFLite Quantization Lab).
 #include "{identifier}_model_data.h"
@@ -96,4 +103,6 @@ alignas({ALIGNMENT}) const unsigned char g_{identifier}_model_data[] = {{
 }};
 const unsigned int g_{identifier}_model_data_len = {len(tflite)};
 """
-    return CSource(identifier, f"{identifier}_model_data.h", f"{identifier}_model_data.cc", header, source, resolver_lines, arena_bytes)
+    return CSource(
+        identifier, f"{identifier}_model_data.h", f"{identifier}_model_data.cc", header, source, resolver_lines, arena_bytes
+    )

@@ -13,9 +13,28 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 TENSOR_TYPES = {value: name.lower() for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
-BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "int32": 32, "uint8": 8, "int64": 64, "bool": 8, "int16": 16,
-        "complex64": 64, "int8": 8, "float64": 64, "complex128": 128, "uint64": 64, "uint32": 32, "uint16": 16,
-        "int4": 4, "uint4": 4, "int2": 2, "float8_e4m3fn": 8, "float8_e5m2": 8}  # fmt: skip
+BITS = {
+    "float32": 32,
+    "float16": 16,
+    "bfloat16": 16,
+    "int32": 32,
+    "uint8": 8,
+    "int64": 64,
+    "bool": 8,
+    "int16": 16,
+    "complex64": 64,
+    "int8": 8,
+    "float64": 64,
+    "complex128": 128,
+    "uint64": 64,
+    "uint32": 32,
+    "uint16": 16,
+    "int4": 4,
+    "uint4": 4,
+    "int2": 2,
+    "float8_e4m3fn": 8,
+    "float8_e5m2": 8,
+}
 OPERATORS = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
 
 
@@ -116,7 +135,9 @@ def validate_flatbuffer(data: bytes):
         for op_number, operator in enumerate(subgraph.operators or []):
             if not 0 <= operator.opcodeIndex < len(codes):
                 raise ModelFormatError(f"{where}: operator {op_number} uses opcode {operator.opcodeIndex} of {len(codes)}")
-            for index in list(operator.inputs if operator.inputs is not None else []) + list(operator.outputs if operator.outputs is not None else []):
+            for index in list(operator.inputs if operator.inputs is not None else []) + list(
+                operator.outputs if operator.outputs is not None else []
+            ):
                 if not -1 <= index < len(tensors):
                     raise ModelFormatError(f"{where}: operator {op_number} refers to tensor {index} of {len(tensors)}")
     if model.subgraphs[0].inputs is None or len(model.subgraphs[0].inputs) == 0:
@@ -147,8 +168,18 @@ def _tensor(index: int, tensor, buffers) -> TensorSummary:
     q = tensor.quantization
     scales = tuple(float(s) for s in q.scale) if q is not None and q.scale is not None else ()
     zeros = tuple(int(z) for z in q.zeroPoint) if q is not None and q.zeroPoint is not None else ()
-    return TensorSummary(index, _name(tensor.name), shape, signature, dtype, size, stored > 0, scales, zeros,
-                         int(q.quantizedDimension) if q is not None else 0)  # fmt: skip
+    return TensorSummary(
+        index,
+        _name(tensor.name),
+        shape,
+        signature,
+        dtype,
+        size,
+        stored > 0,
+        scales,
+        zeros,
+        int(q.quantizedDimension) if q is not None else 0,
+    )
 
 
 def inspect_tflite(data: bytes) -> Inspection:
@@ -158,15 +189,20 @@ def inspect_tflite(data: bytes) -> Inspection:
     tensors = tuple(_tensor(i, t, buffers) for i, t in enumerate(subgraph.tensors or []))
     codes = model.operatorCodes or []
     operators = tuple(
-        OperatorSummary(i, _op_name(codes[op.opcodeIndex]),
-                        tuple(int(x) for x in (op.inputs if op.inputs is not None else [])),
-                        tuple(int(x) for x in (op.outputs if op.outputs is not None else [])))  # fmt: skip
+        OperatorSummary(
+            i,
+            _op_name(codes[op.opcodeIndex]),
+            tuple(int(x) for x in (op.inputs if op.inputs is not None else [])),
+            tuple(int(x) for x in (op.outputs if op.outputs is not None else [])),
+        )
         for i, op in enumerate(subgraph.operators or [])
     )
     # Constants of other subgraphs count as weights too.
     weights = sum(t.bytes for t in tensors if t.is_weight)
     for other in model.subgraphs[1:]:
-        weights += sum(_tensor(i, t, buffers).bytes for i, t in enumerate(other.tensors or []) if _tensor(i, t, buffers).is_weight)
+        weights += sum(
+            _tensor(i, t, buffers).bytes for i, t in enumerate(other.tensors or []) if _tensor(i, t, buffers).is_weight
+        )
     return Inspection(
         size_bytes=len(data),
         weights_bytes=weights,
@@ -183,10 +219,16 @@ def format_inspection(inspection: Inspection) -> str:
     lines = [f"size {inspection.size_bytes:,} bytes: weights {inspection.weights_bytes:,}, rest {inspection.other_bytes:,}"]
     for kind, items in (("input", inspection.inputs), ("output", inspection.outputs)):
         for t in items:
-            quant = f" scale={t.scales[0]:.6g} zero_point={t.zero_points[0]}" if len(t.scales) == 1 else (f" per-axis({len(t.scales)})" if t.scales else "")
+            quant = (
+                f" scale={t.scales[0]:.6g} zero_point={t.zero_points[0]}"
+                if len(t.scales) == 1
+                else (f" per-axis({len(t.scales)})" if t.scales else "")
+            )
             lines.append(f"{kind} {t.name}: shape {list(t.shape_signature)} {t.dtype}{quant}")
     lines.append("operators: " + ", ".join(f"{name}×{count}" for name, count in inspection.operator_counts.items()))
     lines.append(f"{'tensor':<48} {'dtype':<8} {'shape':<18} {'bytes':>9}  kind")
     for t in inspection.tensors:
-        lines.append(f"{t.name[:48]:<48} {t.dtype:<8} {str(list(t.shape)):<18} {t.bytes:>9,}  {'weight' if t.is_weight else 'activation'}")
+        lines.append(
+            f"{t.name[:48]:<48} {t.dtype:<8} {str(list(t.shape)):<18} {t.bytes:>9,}  {'weight' if t.is_weight else 'activation'}"
+        )
     return "\n".join(lines)

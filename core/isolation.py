@@ -92,8 +92,9 @@ def _bounded_call(function, args: tuple, memory_mb: float, imports: tuple[str, .
     return value, peak_memory_mb()
 
 
-def run_isolated(function, *args, timeout_s: float, memory_mb: float = 0, what: str = "the work",
-                 imports: tuple[str, ...] = ("numpy",)) -> Isolated:  # fmt: skip
+def run_isolated(
+    function, *args, timeout_s: float, memory_mb: float = 0, what: str = "the work", imports: tuple[str, ...] = ("numpy",)
+) -> Isolated:
     """Run ``function(*args)`` (a module-level function; arguments and result are pickled) in a
     fresh process. Raises :class:`IsolationError` with one line when it raises, crashes, goes past
     its memory bound or its time limit; the function's own exception keeps its type's name."""

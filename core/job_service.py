@@ -72,9 +72,13 @@ class PoolSettings:
     def from_env(cls, environ=os.environ, overrides: dict | None = None) -> PoolSettings:
         settings = cls()
         values = dict(overrides or {})
-        for name, variable, cast in (("workers", "QLAB_WORKERS", int), ("max_jobs_per_worker", "QLAB_MAX_JOBS_PER_WORKER", int),
-                                     ("idle_seconds", "QLAB_IDLE_SECONDS", float), ("owner_grace_s", "QLAB_OWNER_GRACE_S", float),
-                                     ("stats_path", "QLAB_JOB_STATS", str)):  # fmt: skip
+        for name, variable, cast in (
+            ("workers", "QLAB_WORKERS", int),
+            ("max_jobs_per_worker", "QLAB_MAX_JOBS_PER_WORKER", int),
+            ("idle_seconds", "QLAB_IDLE_SECONDS", float),
+            ("owner_grace_s", "QLAB_OWNER_GRACE_S", float),
+            ("stats_path", "QLAB_JOB_STATS", str),
+        ):
             if variable in environ:
                 values[name] = cast(environ[variable])
         if "QLAB_CACHE_MB" in environ:
@@ -174,8 +178,17 @@ class JobService:
         self.jobs: dict[str, _Job] = {}
         self.pending: deque[_Job] = deque()
         self.cache = ResultCache(self.settings.cache_bytes)
-        self.counters = {"submitted": 0, "computed": 0, "cache_hits": 0, "joined": 0, "done": 0, "failed": 0,
-                         "cancelled": 0, "workers_replaced": 0, "pools_started": 0}  # fmt: skip
+        self.counters = {
+            "submitted": 0,
+            "computed": 0,
+            "cache_hits": 0,
+            "joined": 0,
+            "done": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "workers_replaced": 0,
+            "pools_started": 0,
+        }
         self.ids = itertools.count(1)
         self.context = clean_spawn_context()
         self.progress_queue = self.context.Queue()
@@ -228,12 +241,20 @@ class JobService:
             position = next((index + 1 for index, waiting in enumerate(self.pending) if waiting is job), 0)
             last = job.last
             return JobStatus(
-                job.job_id, job.kind, job.request.describe(), job.state, position,
-                1.0 if job.state == DONE else (last.fraction if last else 0.0), last.message if last else "",
-                tuple(job.epochs), job.error, job.from_cache, len(job.owners),
+                job.job_id,
+                job.kind,
+                job.request.describe(),
+                job.state,
+                position,
+                1.0 if job.state == DONE else (last.fraction if last else 0.0),
+                last.message if last else "",
+                tuple(job.epochs),
+                job.error,
+                job.from_cache,
+                len(job.owners),
                 ((job.started or job.ended or now) - job.submitted) if not job.from_cache else 0.0,
                 ((job.ended or now) - job.started) if job.started else 0.0,
-            )  # fmt: skip
+            )
 
     def result(self, job_id: str):
         """The result of a finished job; :class:`JobError` with its one line if it failed."""
@@ -294,8 +315,15 @@ class JobService:
         """The counters and the pool's state, for a status line or a benchmark."""
         with self.lock:
             running = sum(job.state == RUNNING for job in self.jobs.values())
-            return {**self.counters, "queued": len(self.pending), "running": running, "pool_open": self.pool is not None,
-                    "workers": self.settings.workers, "cache_entries": len(self.cache.entries), "cache_bytes": self.cache.bytes}  # fmt: skip
+            return {
+                **self.counters,
+                "queued": len(self.pending),
+                "running": running,
+                "pool_open": self.pool is not None,
+                "workers": self.settings.workers,
+                "cache_entries": len(self.cache.entries),
+                "cache_bytes": self.cache.bytes,
+            }
 
     def worker_pids(self) -> list[int]:
         with self.lock:
@@ -366,9 +394,13 @@ class JobService:
         if self.pool is None:
             from pebble import ProcessPool
 
-            self.pool = ProcessPool(max_workers=self.settings.workers, max_tasks=self.settings.max_jobs_per_worker,
-                                    initializer=jobs.worker_init, initargs=(self.progress_queue, os.getpid()),
-                                    context=self.context)  # fmt: skip
+            self.pool = ProcessPool(
+                max_workers=self.settings.workers,
+                max_tasks=self.settings.max_jobs_per_worker,
+                initializer=jobs.worker_init,
+                initargs=(self.progress_queue, os.getpid()),
+                context=self.context,
+            )
             self.counters["pools_started"] += 1
         return self.pool
 
@@ -380,8 +412,9 @@ class JobService:
                 pool = self._ensure_pool()
                 job.state, job.started = RUNNING, time.monotonic()
                 job.last = Progress(job.kind, 0.0, "starting")
-                job.future = pool.schedule(jobs.execute, args=(job.job_id, job.request),
-                                           timeout=self.settings.timeouts_s.get(job.kind))  # fmt: skip
+                job.future = pool.schedule(
+                    jobs.execute, args=(job.job_id, job.request), timeout=self.settings.timeouts_s.get(job.kind)
+                )
                 self.counters["computed"] += 1
                 self.counters[f"computed_{job.kind}"] = self.counters.get(f"computed_{job.kind}", 0) + 1
                 running += 1
@@ -389,7 +422,9 @@ class JobService:
 
     def _collect(self) -> None:
         with self.lock:
-            finished = [job for job in self.jobs.values() if job.state == RUNNING and job.future is not None and job.future.done()]
+            finished = [
+                job for job in self.jobs.values() if job.state == RUNNING and job.future is not None and job.future.done()
+            ]
         for job in finished:
             self._finish(job)
 
@@ -485,9 +520,16 @@ class JobService:
 
     def _record(self, job: _Job) -> None:
         """Log a finished job (caller holds the lock)."""
-        self.log.append({"job_id": job.job_id, "kind": job.kind, "state": job.state, "from_cache": job.from_cache,
-                         "queued_s": round((job.started - job.submitted) if job.started else 0.0, 3),
-                         "run_s": round((job.ended - job.started) if job.started else 0.0, 3)})  # fmt: skip
+        self.log.append(
+            {
+                "job_id": job.job_id,
+                "kind": job.kind,
+                "state": job.state,
+                "from_cache": job.from_cache,
+                "queued_s": round((job.started - job.submitted) if job.started else 0.0, 3),
+                "run_s": round((job.ended - job.started) if job.started else 0.0, 3),
+            }
+        )
 
     def _write_stats(self) -> None:
         if not self.settings.stats_path:

@@ -61,8 +61,17 @@ class TrainRequest:
     kind = "train"
 
     def key(self) -> str:
-        return _key(self.kind, {"dataset": self.dataset.digest, "preset": self.preset, "epochs": self.epochs,
-                                "batch_size": self.batch_size, "learning_rate": self.learning_rate, "seed": self.seed})  # fmt: skip
+        return _key(
+            self.kind,
+            {
+                "dataset": self.dataset.digest,
+                "preset": self.preset,
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate,
+                "seed": self.seed,
+            },
+        )
 
     def describe(self) -> str:
         return f"training {self.preset}, {self.epochs} epoch{'s' if self.epochs != 1 else ''} on {self.dataset.name} (seed {self.seed})"
@@ -90,10 +99,16 @@ class ConvertRequest:
         chosen = [registry.get(name) for name in self.variants]
         calibrated = any(variant.needs_calibration or variant.needs_training_data for variant in chosen)
         qat = any(variant.needs_training_data for variant in chosen)
-        return _key(self.kind, {"model": self.model_digest, "variants": tuple(sorted(self.variants)),
-                                "dataset": self.dataset.digest if calibrated else "",
-                                "calibration": (self.calibration, self.seed) if calibrated else 0,
-                                "qat_epochs": self.qat_epochs if qat else 0})  # fmt: skip
+        return _key(
+            self.kind,
+            {
+                "model": self.model_digest,
+                "variants": tuple(sorted(self.variants)),
+                "dataset": self.dataset.digest if calibrated else "",
+                "calibration": (self.calibration, self.seed) if calibrated else 0,
+                "qat_epochs": self.qat_epochs if qat else 0,
+            },
+        )
 
     def describe(self) -> str:
         return f"converting {len(self.variants)} variant{'s' if len(self.variants) != 1 else ''}"
@@ -108,8 +123,14 @@ class LoadModelRequest:
     kind = "load"
 
     def key(self) -> str:
-        return _key(self.kind, {"file": digest_bytes(self.data), "suffix": os.path.splitext(self.file_name)[1].lower(),
-                                "dataset": self.dataset.digest if self.dataset else ""})  # fmt: skip
+        return _key(
+            self.kind,
+            {
+                "file": digest_bytes(self.data),
+                "suffix": os.path.splitext(self.file_name)[1].lower(),
+                "dataset": self.dataset.digest if self.dataset else "",
+            },
+        )
 
     def describe(self) -> str:
         return f"loading {self.file_name}"
@@ -247,12 +268,21 @@ def _train(request: TrainRequest, progress: ProgressFn) -> TrainOutcome:
     config = models.TrainConfig(request.preset, request.epochs, request.batch_size, request.learning_rate, request.seed)
     model, result = models.train_new(dataset, config, progress)
     data = models.to_bytes(model)
-    return TrainOutcome(data, digest_bytes(data), result.test_accuracy, models.summarize(model, request.preset),
-                        tuple(result.history), result.seconds, dataset.digest)  # fmt: skip
+    return TrainOutcome(
+        data,
+        digest_bytes(data),
+        result.test_accuracy,
+        models.summarize(model, request.preset),
+        tuple(result.history),
+        result.seconds,
+        dataset.digest,
+    )
 
 
 def _convert(request: ConvertRequest, progress: ProgressFn) -> ConvertOutcome:
-    progress(Progress("convert", 0.0, "loading TensorFlow and the model" if "tensorflow" not in _modules() else "loading the model"))
+    progress(
+        Progress("convert", 0.0, "loading TensorFlow and the model" if "tensorflow" not in _modules() else "loading the model")
+    )
     from core import convert as converter
     from core import models
 
@@ -267,8 +297,12 @@ def _convert(request: ConvertRequest, progress: ProgressFn) -> ConvertOutcome:
             context = {"dataset": dataset, "qat_epochs": request.qat_epochs}
     failures: dict[str, str] = {}
     results = converter.convert_all(model, list(request.variants), calibration, progress, failures=failures, **context)
-    return ConvertOutcome(request.model_digest, tuple(ConvertedFile(name, result.tflite, result.seconds) for name, result in results.items()),
-                          tuple(failures.items()), request.calibration if calibration is not None else 0)  # fmt: skip
+    return ConvertOutcome(
+        request.model_digest,
+        tuple(ConvertedFile(name, result.tflite, result.seconds) for name, result in results.items()),
+        tuple(failures.items()),
+        request.calibration if calibration is not None else 0,
+    )
 
 
 def _load(request: LoadModelRequest, progress: ProgressFn) -> TrainOutcome:

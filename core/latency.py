@@ -52,12 +52,14 @@ def time_calls(call: Callable[[], object], runs: int, warmup: int) -> np.ndarray
 
 def stats(label: str, samples_us: np.ndarray, threads: int = 1, xnnpack: bool = True) -> LatencyStats:
     p50, p90, p99 = np.percentile(samples_us, [50, 90, 99])
-    return LatencyStats(label, len(samples_us), threads, xnnpack, float(p50), float(p90), float(p99),
-                        float(samples_us.mean()), samples_us)  # fmt: skip
+    return LatencyStats(
+        label, len(samples_us), threads, xnnpack, float(p50), float(p90), float(p99), float(samples_us.mean()), samples_us
+    )
 
 
-def invoke_latency(model: LiteModel, image: np.ndarray, label: str = "", runs: int = DEFAULT_RUNS,
-                   warmup: int = DEFAULT_WARMUP) -> LatencyStats:  # fmt: skip
+def invoke_latency(
+    model: LiteModel, image: np.ndarray, label: str = "", runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP
+) -> LatencyStats:
     model.set_input(np.asarray(image, np.float32).reshape(1, 28, 28))
     return stats(label, time_calls(model.invoke, runs, warmup), model.threads, model.xnnpack)
 
@@ -66,8 +68,9 @@ THROUGHPUT_SECONDS = 0.5
 THROUGHPUT_IMAGES = 1000
 
 
-def batch_throughput(model: LiteModel, images: np.ndarray, seconds: float = THROUGHPUT_SECONDS,
-                     min_images: int = THROUGHPUT_IMAGES) -> float:  # fmt: skip
+def batch_throughput(
+    model: LiteModel, images: np.ndarray, seconds: float = THROUGHPUT_SECONDS, min_images: int = THROUGHPUT_IMAGES
+) -> float:
     """Images per second when the interpreter runs whole batches: passes are repeated for at least
     ``seconds`` and at least ``min_images`` images (a shorter window swings several-fold)."""
     model.predict_logits(images[:64])  # warm-up and allocation

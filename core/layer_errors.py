@@ -82,12 +82,15 @@ def layer_errors(float_tflite: bytes, quantized_tflite: bytes, images: np.ndarra
         noise = float(np.sum(difference.astype(np.float64) ** 2))
         signal = float(np.sum(float_values.astype(np.float64) ** 2))
         snr = None if noise == 0 else float(10 * np.log10(max(signal, 1e-30) / noise))
-        errors.append(LayerError(name, op, float(np.sqrt(np.mean(difference**2))), snr,
-                                 float(float_values.max() - float_values.min())))  # fmt: skip
+        errors.append(
+            LayerError(name, op, float(np.sqrt(np.mean(difference**2))), snr, float(float_values.max() - float_values.min()))
+        )
     return errors
 
 
-def litert_quantizer_snr_db(float_tflite: bytes, quantized_tflite: bytes, recipe_name: str, images: np.ndarray) -> dict[str, float]:
+def litert_quantizer_snr_db(
+    float_tflite: bytes, quantized_tflite: bytes, recipe_name: str, images: np.ndarray
+) -> dict[str, float]:
     """The LiteRT Quantizer's own per-tensor validation (SNR, converted to dB), where it applies:
     to a model that one of its recipes produced. Keyed by tensor name."""
     import contextlib
@@ -98,14 +101,24 @@ def litert_quantizer_snr_db(float_tflite: bytes, quantized_tflite: bytes, recipe
     from litert_quantizer.utils import validation_utils
 
     key, name = LiteModel(float_tflite).signature_input()
-    job = quantizer.Quantizer(bytearray(float_tflite), getattr(recipe, recipe_name)(), previous_quantized_model=bytearray(quantized_tflite))
+    job = quantizer.Quantizer(
+        bytearray(float_tflite), getattr(recipe, recipe_name)(), previous_quantized_model=bytearray(quantized_tflite)
+    )
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = job.validate(test_data={key: [{name: image[None].astype(np.float32)} for image in images]},
-                              error_metrics=[validation_utils.ValidationErrorMetric.SNR], use_xnnpack=False, num_threads=1)  # fmt: skip
+        result = job.validate(
+            test_data={key: [{name: image[None].astype(np.float32)} for image in images]},
+            error_metrics=[validation_utils.ValidationErrorMetric.SNR],
+            use_xnnpack=False,
+            num_threads=1,
+        )
     if isinstance(result, dict):
         result = next(iter(result.values()))
-    return {tensor: float(10 * np.log10(values["snr"])) for tensor, values in result.get_all_tensor_results().items() if values.get("snr", 0) > 0}
+    return {
+        tensor: float(10 * np.log10(values["snr"]))
+        for tensor, values in result.get_all_tensor_results().items()
+        if values.get("snr", 0) > 0
+    }
 
 
 def with_validator(errors: list[LayerError], validator: dict[str, float]) -> list[LayerError]:

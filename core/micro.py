@@ -68,11 +68,31 @@ KiB = 1024
 # Published on-chip RAM and flash. (Boards with external PSRAM/flash list the chip's own RAM and the
 # module's flash.)
 BOARDS = (
-    Board("Arduino Nano 33 BLE Sense", "nRF52840 (Cortex-M4F, 64 MHz)", 256 * KiB, 1024 * KiB, "Arduino's board page: 256 KB SRAM, 1 MB flash"),
-    Board("Raspberry Pi Pico", "RP2040 (2× Cortex-M0+, 133 MHz)", 264 * KiB, 2048 * KiB, "Raspberry Pi's datasheet: 264 KB SRAM, 2 MB QSPI flash"),
-    Board("ESP32-DevKitC (WROOM-32)", "ESP32 (2× Xtensa LX6, 240 MHz)", 520 * KiB, 4096 * KiB, "Espressif's datasheet: 520 KB SRAM; the module's 4 MB flash"),
-    Board("STM32F746G-DISCO", "STM32F746NG (Cortex-M7, 216 MHz)", 320 * KiB, 1024 * KiB, "ST's datasheet: 320 KB RAM, 1 MB flash"),
-)  # fmt: skip
+    Board(
+        "Arduino Nano 33 BLE Sense",
+        "nRF52840 (Cortex-M4F, 64 MHz)",
+        256 * KiB,
+        1024 * KiB,
+        "Arduino's board page: 256 KB SRAM, 1 MB flash",
+    ),
+    Board(
+        "Raspberry Pi Pico",
+        "RP2040 (2× Cortex-M0+, 133 MHz)",
+        264 * KiB,
+        2048 * KiB,
+        "Raspberry Pi's datasheet: 264 KB SRAM, 2 MB QSPI flash",
+    ),
+    Board(
+        "ESP32-DevKitC (WROOM-32)",
+        "ESP32 (2× Xtensa LX6, 240 MHz)",
+        520 * KiB,
+        4096 * KiB,
+        "Espressif's datasheet: 520 KB SRAM; the module's 4 MB flash",
+    ),
+    Board(
+        "STM32F746G-DISCO", "STM32F746NG (Cortex-M7, 216 MHz)", 320 * KiB, 1024 * KiB, "ST's datasheet: 320 KB RAM, 1 MB flash"
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -98,18 +118,34 @@ class MicroError(RuntimeError):
 # -- the parent's side ---------------------------------------------------------------------------
 
 
-def measure(tflite: bytes, images: np.ndarray, labels: np.ndarray, reference_predictions: np.ndarray,
-            litert_predictions: np.ndarray, litert_xnnpack_predictions: np.ndarray | None = None,
-            timeout: float = 600) -> MicroResult:  # fmt: skip
+def measure(
+    tflite: bytes,
+    images: np.ndarray,
+    labels: np.ndarray,
+    reference_predictions: np.ndarray,
+    litert_predictions: np.ndarray,
+    litert_xnnpack_predictions: np.ndarray | None = None,
+    timeout: float = 600,
+) -> MicroResult:
     """One variant under TFLM, in a child process. ``litert_predictions``: LiteRT's answers on the same
     file with its built-in kernels; ``litert_xnnpack_predictions``: with XNNPACK (optional)."""
     xnnpack = litert_predictions if litert_xnnpack_predictions is None else litert_xnnpack_predictions
-    payload = pickle.dumps((tflite, np.asarray(images, np.float32), np.asarray(labels), np.asarray(reference_predictions),
-                            np.asarray(litert_predictions), np.asarray(xnnpack)), protocol=pickle.HIGHEST_PROTOCOL)  # fmt: skip
+    payload = pickle.dumps(
+        (
+            tflite,
+            np.asarray(images, np.float32),
+            np.asarray(labels),
+            np.asarray(reference_predictions),
+            np.asarray(litert_predictions),
+            np.asarray(xnnpack),
+        ),
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
     env = {**os.environ, "PYTHONPATH": PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
-        child = subprocess.run([sys.executable, "-m", "core.micro"], input=payload, capture_output=True, timeout=timeout,
-                               cwd=PROJECT_ROOT, env=env)  # fmt: skip
+        child = subprocess.run(
+            [sys.executable, "-m", "core.micro"], input=payload, capture_output=True, timeout=timeout, cwd=PROJECT_ROOT, env=env
+        )
     except subprocess.TimeoutExpired:
         return MicroResult(False, f"TFLM did not finish within {timeout:.0f} s", flash_bytes=len(tflite))
     if child.returncode < 0:
@@ -209,10 +245,20 @@ def _run_child(tflite: bytes, images, labels, reference, litert, litert_xnnpack,
         predictions[index] = int(np.argmax(interpreter.get_output(0)))  # a positive scale keeps the order
         interpreter.reset()
     return MicroResult(
-        True, "", arena, recorded.get("head"), recorded.get("tail"), method, len(tflite),
-        float(np.mean(predictions == labels)), float(np.mean(predictions == reference)),
-        int(np.sum(predictions != litert)), int(np.sum(predictions != litert_xnnpack)), len(images), float(np.median(times)),
-    )  # fmt: skip
+        True,
+        "",
+        arena,
+        recorded.get("head"),
+        recorded.get("tail"),
+        method,
+        len(tflite),
+        float(np.mean(predictions == labels)),
+        float(np.mean(predictions == reference)),
+        int(np.sum(predictions != litert)),
+        int(np.sum(predictions != litert_xnnpack)),
+        len(images),
+        float(np.median(times)),
+    )
 
 
 def _child_main() -> int:

@@ -27,8 +27,12 @@ class Preset:
 
 
 PRESETS = {
-    "seed": Preset("seed", "Seed CNN", "Conv2D 12×3×3 → MaxPool 2×2 → Dense 10, as in the TensorFlow post-training quantization tutorial"),
-    "wide": Preset("wide", "Wider CNN", "Conv2D 32 → MaxPool → Conv2D 64 → MaxPool → Dropout → Dense 10: more accurate, ~10× the weights"),
+    "seed": Preset(
+        "seed", "Seed CNN", "Conv2D 12×3×3 → MaxPool 2×2 → Dense 10, as in the TensorFlow post-training quantization tutorial"
+    ),
+    "wide": Preset(
+        "wide", "Wider CNN", "Conv2D 32 → MaxPool → Conv2D 64 → MaxPool → Dropout → Dense 10: more accurate, ~10× the weights"
+    ),
 }
 
 
@@ -121,8 +125,14 @@ def _progress_callback(progress: ProgressFn, epochs: int, steps: int):
                 logs = logs or {}
                 batch = min(batch, steps - 1)
                 done = (self.epoch * steps + batch + 1) / (epochs * steps)
-                progress(Progress("train", done, f"epoch {self.epoch + 1}/{epochs}, batch {batch + 1}/{steps}",
-                                  {"epoch": self.epoch + 1, "batch": batch + 1, "loss": float(logs.get("loss", np.nan))}))  # fmt: skip
+                progress(
+                    Progress(
+                        "train",
+                        done,
+                        f"epoch {self.epoch + 1}/{epochs}, batch {batch + 1}/{steps}",
+                        {"epoch": self.epoch + 1, "batch": batch + 1, "loss": float(logs.get("loss", np.nan))},
+                    )
+                )
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
@@ -144,8 +154,9 @@ def train(model, dataset: Dataset, config: TrainConfig, progress: ProgressFn = i
     start = time.perf_counter()
     report = _progress_callback(progress, max(config.epochs, 1), steps)
     if config.epochs:
-        model.fit(dataset.x_train, dataset.y_train, epochs=config.epochs, batch_size=config.batch_size,
-                  verbose=0, callbacks=[report])  # fmt: skip
+        model.fit(
+            dataset.x_train, dataset.y_train, epochs=config.epochs, batch_size=config.batch_size, verbose=0, callbacks=[report]
+        )
     seconds = time.perf_counter() - start
     return TrainResult(tuple(report.history), keras_accuracy(model, dataset.x_test, dataset.y_test), seconds)
 
@@ -184,18 +195,26 @@ def check_keras_archive(data: bytes, file_name: str) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise ModelFileError(f"{file_name}: not a .keras file (a .keras file is a zip archive, and this one cannot be read)") from error
+        raise ModelFileError(
+            f"{file_name}: not a .keras file (a .keras file is a zip archive, and this one cannot be read)"
+        ) from error
     with archive:
         entries = archive.infolist()
         if len(entries) > limits.MAX_KERAS_ENTRIES:
-            raise ModelFileError(limits.refusal(file_name, "the number of entries in the archive", len(entries), limits.MAX_KERAS_ENTRIES))
+            raise ModelFileError(
+                limits.refusal(file_name, "the number of entries in the archive", len(entries), limits.MAX_KERAS_ENTRIES)
+            )
         total = 0
         for entry in entries:
             if entry.filename == "config.json" and entry.file_size > limits.MAX_KERAS_CONFIG:
-                raise ModelFileError(limits.refusal(file_name, "config.json's expanded size", entry.file_size, limits.MAX_KERAS_CONFIG, "bytes"))
+                raise ModelFileError(
+                    limits.refusal(file_name, "config.json's expanded size", entry.file_size, limits.MAX_KERAS_CONFIG, "bytes")
+                )
             total += entry.file_size
         if total > limits.MAX_KERAS_EXPANDED:
-            raise ModelFileError(limits.refusal(file_name, "the archive's expanded size", total, limits.MAX_KERAS_EXPANDED, "bytes"))
+            raise ModelFileError(
+                limits.refusal(file_name, "the archive's expanded size", total, limits.MAX_KERAS_EXPANDED, "bytes")
+            )
         if "config.json" not in {entry.filename for entry in entries}:
             raise ModelFileError(f"{file_name}: not a Keras model archive (it has no config.json)")
 
@@ -228,7 +247,9 @@ def from_bytes(data: bytes, file_name: str = "model.keras"):
         except ValueError as error:
             text = str(error)
             if "Lambda" in text or "safe_mode" in text or "unsafe" in text:
-                raise ModelFileError(f"{file_name}: it contains a Lambda layer (arbitrary Python code), which the lab refuses to load") from error
+                raise ModelFileError(
+                    f"{file_name}: it contains a Lambda layer (arbitrary Python code), which the lab refuses to load"
+                ) from error
             raise ModelFileError(f"{file_name}: Keras cannot load it ({why(error)})") from error
         except Exception as error:  # Keras raises many kinds on a damaged file; the person needs one line
             raise ModelFileError(f"{file_name}: Keras cannot load it ({why(error)})") from error
@@ -238,7 +259,9 @@ def from_bytes(data: bytes, file_name: str = "model.keras"):
 
 def check_classifier(model, file_name: str = "model") -> None:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelFileError(f"{file_name}: the lab needs one input and one output, the model has {len(model.inputs)} and {len(model.outputs)}")
+        raise ModelFileError(
+            f"{file_name}: the lab needs one input and one output, the model has {len(model.inputs)} and {len(model.outputs)}"
+        )
     shape = tuple(model.inputs[0].shape)
     ok_rank3 = len(shape) == 3 and all(d in (None, 28) for d in shape[1:])
     ok_rank4 = len(shape) == 4 and all(d in (None, 28) for d in shape[1:3]) and shape[3] in (None, 1)
@@ -263,5 +286,6 @@ def summarize(model, architecture: str = "") -> ModelSummary:
         except (AttributeError, ValueError):
             shape = "?"
         layers.append((layer.name, type(layer).__name__, shape, int(layer.count_params())))
-    return ModelSummary(model.name, architecture or model.name, int(model.count_params()), tuple(layers),
-                        tuple(model.inputs[0].shape))  # fmt: skip
+    return ModelSummary(
+        model.name, architecture or model.name, int(model.count_params()), tuple(layers), tuple(model.inputs[0].shape)
+    )

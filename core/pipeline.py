@@ -81,9 +81,15 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
     calibration = calibration_sample(dataset.x_train, config.calibration, config.seed)
     # Each variant is evaluated on the other core while the next one converts.
     evaluation = ParallelEvaluation(dataset, config.threads)
-    conversions = converter.convert_all(model, list(config.variants), calibration, progress,
-                                        on_converted=lambda result: evaluation.submit(result.variant, result.tflite),
-                                        dataset=dataset, **config.extra)  # fmt: skip
+    conversions = converter.convert_all(
+        model,
+        list(config.variants),
+        calibration,
+        progress,
+        on_converted=lambda result: evaluation.submit(result.variant, result.tflite),
+        dataset=dataset,
+        **config.extra,
+    )
     timings["convert"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -91,8 +97,15 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
     evaluations = evaluation.results(progress)
     timings["evaluate"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    measurements = time_variants(tflites, evaluations, dataset.x_test[:256], config.threads, runs=config.runs,
-                                 convert_seconds={n: r.seconds for n, r in conversions.items()}, progress=progress)  # fmt: skip
+    measurements = time_variants(
+        tflites,
+        evaluations,
+        dataset.x_test[:256],
+        config.threads,
+        runs=config.runs,
+        convert_seconds={n: r.seconds for n, r in conversions.items()},
+        progress=progress,
+    )
     timings["benchmark"] = time.perf_counter() - mark
     mark = time.perf_counter()
     errors = layer_errors_by_variant(tflites, dataset.x_test[: config.layer_sample], progress)
@@ -122,8 +135,13 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
 
 
 def _extras(tflites: dict, errors: dict, micro_results: dict) -> dict:
-    return {name: {**({"layer_errors": [error.to_dict() for error in errors[name]]} if name in errors else {}),
-                   **({"tflm": micro_results[name].to_dict()} if name in micro_results else {})} for name in tflites}  # fmt: skip
+    return {
+        name: {
+            **({"layer_errors": [error.to_dict() for error in errors[name]]} if name in errors else {}),
+            **({"tflm": micro_results[name].to_dict()} if name in micro_results else {}),
+        }
+        for name in tflites
+    }
 
 
 def _micro(config: RunConfig, tflites: dict, dataset, timings: dict, progress: ProgressFn) -> dict:
@@ -132,8 +150,12 @@ def _micro(config: RunConfig, tflites: dict, dataset, timings: dict, progress: P
     from core.micro import measure_all
 
     mark = time.perf_counter()
-    results = measure_all(tflites, dataset.x_test, dataset.y_test,
-                          lambda index, count, name: progress(Progress("mcu", index / count, f"TFLite Micro: {name}")))  # fmt: skip
+    results = measure_all(
+        tflites,
+        dataset.x_test,
+        dataset.y_test,
+        lambda index, count, name: progress(Progress("mcu", index / count, f"TFLite Micro: {name}")),
+    )
     progress(Progress("mcu", 1.0, "TFLite Micro: measured"))
     timings["mcu"] = time.perf_counter() - mark
     return results
@@ -160,8 +182,12 @@ def _run_tflite(config: RunConfig, loaded, timings: dict, start: float, progress
     timings["benchmark"] = time.perf_counter() - mark
     micro_results = _micro(config, tflites, dataset, timings, progress)
     timings["total"] = time.perf_counter() - start
-    report = build_report(dataset=dataset_info(dataset.summary(), bool(loaded.notice)), model=model_info(name, None, None, None),
-                          measurements=measurements, timings_s=timings, env=environment(config.threads),
-                          extras=_extras(tflites, {}, micro_results))  # fmt: skip
+    report = build_report(
+        dataset=dataset_info(dataset.summary(), bool(loaded.notice)),
+        model=model_info(name, None, None, None),
+        measurements=measurements,
+        timings_s=timings,
+        env=environment(config.threads),
+        extras=_extras(tflites, {}, micro_results),
+    )
     return RunResult(report, loaded.notice, b"", tflites, measurements)
-

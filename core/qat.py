@@ -59,8 +59,10 @@ def twin_spec(model) -> TwinSpec:
     for layer in model.layers:
         kind = type(layer).__name__
         if kind not in TWIN_LAYERS:
-            raise QATUnsupportedError(f"quantization-aware training cannot handle the {kind} layer {layer.name!r}; "
-                                      f"supported: {', '.join(sorted(TWIN_LAYERS))}")  # fmt: skip
+            raise QATUnsupportedError(
+                f"quantization-aware training cannot handle the {kind} layer {layer.name!r}; "
+                f"supported: {', '.join(sorted(TWIN_LAYERS))}"
+            )
         config = layer.get_config()
         layers.append((kind, {key: config[key] for key in TWIN_LAYERS[kind] if key in config}))
     shape = tuple(model.inputs[0].shape[1:])
@@ -75,14 +77,26 @@ def _progress_callback(keras, progress: ProgressFn, epochs: int, steps: int):
         def on_train_batch_end(self, batch, logs=None):
             if batch % max(1, steps // 25) == 0:
                 done = (self.epoch * steps + batch + 1) / (epochs * steps)
-                progress(Progress("qat", done, f"quantization-aware training, epoch {self.epoch + 1}/{epochs}, batch {batch + 1}/{steps}"))
+                progress(
+                    Progress(
+                        "qat", done, f"quantization-aware training, epoch {self.epoch + 1}/{epochs}, batch {batch + 1}/{steps}"
+                    )
+                )
 
     return Report()
 
 
-def train_and_convert(spec: TwinSpec, x_train: np.ndarray, y_train: np.ndarray, calibration: np.ndarray, epochs: int = 1,
-                      learning_rate: float = 5e-4, batch_size: int = 32, seed: int = 0,
-                      progress: ProgressFn = ignore) -> bytes:  # fmt: skip
+def train_and_convert(
+    spec: TwinSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    calibration: np.ndarray,
+    epochs: int = 1,
+    learning_rate: float = 5e-4,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: ProgressFn = ignore,
+) -> bytes:
     """Run in a fresh process: fine-tune the twin with fake quantization, convert to full int8."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow is imported: tf.keras is tf_keras
     import tensorflow as tf
@@ -91,9 +105,10 @@ def train_and_convert(spec: TwinSpec, x_train: np.ndarray, y_train: np.ndarray, 
 
     progress(Progress("qat", 0.0, "building the tf_keras twin"))
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input(shape=spec.input_shape)] + [
-        getattr(keras.layers, kind)(**settings) for kind, settings in spec.layers if kind != "InputLayer"
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [keras.Input(shape=spec.input_shape)]
+        + [getattr(keras.layers, kind)(**settings) for kind, settings in spec.layers if kind != "InputLayer"]
+    )
     model.set_weights(list(spec.weights))
     quantized = tfmot.quantization.keras.quantize_model(model)
     quantized.compile(
@@ -103,8 +118,14 @@ def train_and_convert(spec: TwinSpec, x_train: np.ndarray, y_train: np.ndarray, 
     )
     steps = int(np.ceil(len(x_train) / batch_size))
     if epochs:
-        quantized.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0,
-                      callbacks=[_progress_callback(keras, progress, epochs, steps)])  # fmt: skip
+        quantized.fit(
+            x_train,
+            y_train,
+            epochs=epochs,
+            batch_size=batch_size,
+            verbose=0,
+            callbacks=[_progress_callback(keras, progress, epochs, steps)],
+        )
     progress(Progress("qat", 1.0, "converting the fine-tuned model to int8"))
     converter = tf.lite.TFLiteConverter.from_keras_model(quantized)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -37,8 +37,12 @@ def dataset_info(summary: dict, offline_fallback: bool) -> dict:
 def model_info(architecture: str, epochs: int | None, parameters: int | None, keras_accuracy: float | None) -> dict:
     """The report's ``model`` object, for the CLI and the app alike (None where it is not known,
     e.g. the Keras accuracy of an uploaded .tflite)."""
-    return {"architecture": architecture, "epochs": epochs, "parameters": None if parameters is None else int(parameters),
-            "keras_accuracy": _number(keras_accuracy)}  # fmt: skip
+    return {
+        "architecture": architecture,
+        "epochs": epochs,
+        "parameters": None if parameters is None else int(parameters),
+        "keras_accuracy": _number(keras_accuracy),
+    }
 
 
 def variant_row(measurements: dict[str, VariantMeasurement], name: str, extra: dict | None = None) -> dict:
@@ -79,8 +83,15 @@ def environment(threads: int, xnnpack: bool = True, tensorflow: str | None = Non
     }
 
 
-def build_report(dataset: dict, model: dict, measurements: dict[str, VariantMeasurement], timings_s: dict,
-                 env: dict, extras: dict[str, dict] | None = None, keras_latency_us: dict | None = None) -> dict:  # fmt: skip
+def build_report(
+    dataset: dict,
+    model: dict,
+    measurements: dict[str, VariantMeasurement],
+    timings_s: dict,
+    env: dict,
+    extras: dict[str, dict] | None = None,
+    keras_latency_us: dict | None = None,
+) -> dict:
     report = {
         "dataset": dataset,
         "model": model,
@@ -99,12 +110,29 @@ _NUMBER = (int, float, type(None))
 SCHEMA = {
     "dataset": {"name": str, "source": str, "train_size": int, "test_size": int, "offline_fallback": bool},
     "model": {"architecture": str, "epochs": (int, type(None)), "parameters": (int, type(None)), "keras_accuracy": _NUMBER},
-    "variant": {"name": str, "size_bytes": int, "size_ratio": _NUMBER, "accuracy": _NUMBER, "agreement": _NUMBER, "flips": int,
-                "latency_us": dict, "throughput_ips": _NUMBER, "convert_s": _NUMBER, "per_class_accuracy": list, "confusion": list},
+    "variant": {
+        "name": str,
+        "size_bytes": int,
+        "size_ratio": _NUMBER,
+        "accuracy": _NUMBER,
+        "agreement": _NUMBER,
+        "flips": int,
+        "latency_us": dict,
+        "throughput_ips": _NUMBER,
+        "convert_s": _NUMBER,
+        "per_class_accuracy": list,
+        "confusion": list,
+    },
     "timings_s": dict,
-    "environment": {"python": str, "tensorflow": (str, type(None)), "litert": (str, type(None)), "threads": int, "xnnpack": bool,
-                    "machine": str},
-}  # fmt: skip
+    "environment": {
+        "python": str,
+        "tensorflow": (str, type(None)),
+        "litert": (str, type(None)),
+        "threads": int,
+        "xnnpack": bool,
+        "machine": str,
+    },
+}
 
 
 def schema_errors(report: dict) -> list[str]:
@@ -155,8 +183,14 @@ def format_micro_table(report: dict) -> str:
     from core.micro import BOARDS, MicroResult, fits
 
     short = [board.name.split(" (")[0].replace("Raspberry Pi ", "").replace("Arduino ", "")[:14] for board in BOARDS]
-    header = f"{'variant':<22} {'TFLM':>4} {'arena B':>8} {'flash B':>8} {'accuracy':>8} {'≠LiteRT (XNNPACK)':>17}  " + " ".join(f"{s:>14}" for s in short)
-    lines = ["TensorFlow Lite Micro (reference kernels): fits = arena ≤ RAM and model ≤ flash; headroom in KB", header, "-" * len(header)]
+    header = f"{'variant':<22} {'TFLM':>4} {'arena B':>8} {'flash B':>8} {'accuracy':>8} {'≠LiteRT (XNNPACK)':>17}  " + " ".join(
+        f"{s:>14}" for s in short
+    )
+    lines = [
+        "TensorFlow Lite Micro (reference kernels): fits = arena ≤ RAM and model ≤ flash; headroom in KB",
+        header,
+        "-" * len(header),
+    ]
     refusals = []
     for row in report["variants"]:
         tflm = row.get("tflm")
@@ -164,15 +198,22 @@ def format_micro_table(report: dict) -> str:
             continue
         result = MicroResult(**tflm)
         if not result.runs:
-            lines.append(f"{row['name']:<22} {'no':>4} {'–':>8} {result.flash_bytes:>8,} {'–':>8} {'–':>17}  " + " ".join(f"{'–':>14}" for _ in BOARDS))
+            lines.append(
+                f"{row['name']:<22} {'no':>4} {'–':>8} {result.flash_bytes:>8,} {'–':>8} {'–':>17}  "
+                + " ".join(f"{'–':>14}" for _ in BOARDS)
+            )
             refusals.append(f"  {row['name']}: {result.reason}")
             continue
         cells = []
         for board in BOARDS:
             fit = fits(result, board)
-            cells.append(f"{('yes' if fit.fits else 'NO')} {min(fit.ram_headroom_bytes, fit.flash_headroom_bytes) / 1024:+.0f}K".rjust(14))
-        lines.append(f"{row['name']:<22} {'yes':>4} {result.arena_bytes:>8,} {result.flash_bytes:>8,} {result.accuracy:>8.4f} "
-                     f"{f'{result.differs_from_litert} ({result.differs_from_litert_xnnpack})':>17}  " + " ".join(cells))  # fmt: skip
+            cells.append(
+                f"{('yes' if fit.fits else 'NO')} {min(fit.ram_headroom_bytes, fit.flash_headroom_bytes) / 1024:+.0f}K".rjust(14)
+            )
+        lines.append(
+            f"{row['name']:<22} {'yes':>4} {result.arena_bytes:>8,} {result.flash_bytes:>8,} {result.accuracy:>8.4f} "
+            f"{f'{result.differs_from_litert} ({result.differs_from_litert_xnnpack})':>17}  " + " ".join(cells)
+        )
     if refusals:
         lines += ["refused by TFLite Micro:", *refusals]
     return "\n".join(lines)
@@ -181,10 +222,36 @@ def format_micro_table(report: dict) -> str:
 def to_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["variant", "size_bytes", "size_ratio", "accuracy", "agreement", "flips", "p50_us", "p90_us", "p99_us",
-                     "throughput_ips", "convert_s"])  # fmt: skip
+    writer.writerow(
+        [
+            "variant",
+            "size_bytes",
+            "size_ratio",
+            "accuracy",
+            "agreement",
+            "flips",
+            "p50_us",
+            "p90_us",
+            "p99_us",
+            "throughput_ips",
+            "convert_s",
+        ]
+    )
     for row in report["variants"]:
         lat = row["latency_us"]
-        writer.writerow([row["name"], row["size_bytes"], row["size_ratio"], row["accuracy"], row["agreement"], row["flips"],
-                         lat["p50"], lat["p90"], lat["p99"], row["throughput_ips"], row["convert_s"]])  # fmt: skip
+        writer.writerow(
+            [
+                row["name"],
+                row["size_bytes"],
+                row["size_ratio"],
+                row["accuracy"],
+                row["agreement"],
+                row["flips"],
+                lat["p50"],
+                lat["p90"],
+                lat["p99"],
+                row["throughput_ips"],
+                row["convert_s"],
+            ]
+        )
     return out.getvalue()

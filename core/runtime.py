@@ -121,7 +121,9 @@ class LiteModel:
             raise RuntimeModelError(f"LiteRT cannot load this model ({str(error).strip().splitlines()[0]})") from error
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeModelError(f"the lab runs models with one input and one output; this one has {len(inputs)} and {len(outputs)}")
+            raise RuntimeModelError(
+                f"the lab runs models with one input and one output; this one has {len(inputs)} and {len(outputs)}"
+            )
         self.threads, self.xnnpack = threads, xnnpack
         self.input = TensorInfo.from_details(inputs[0])
         self.output = TensorInfo.from_details(outputs[0])
@@ -132,7 +134,10 @@ class LiteModel:
     # -- memory -----------------------------------------------------------------------------------
     def allocated_bytes(self) -> int:
         """Every tensor's bytes at the current allocation, as LiteRT sized them."""
-        return sum(int(np.prod(d["shape"], dtype=np.int64)) * np.dtype(d["dtype"]).itemsize for d in self.interpreter.get_tensor_details())
+        return sum(
+            int(np.prod(d["shape"], dtype=np.int64)) * np.dtype(d["dtype"]).itemsize
+            for d in self.interpreter.get_tensor_details()
+        )
 
     def _bytes_at(self, batch: int) -> int:
         self._ensure_shape(self._shape_for(np.zeros((batch, 28, 28), np.float32))[1])
@@ -271,11 +276,18 @@ def check_model(tflite: bytes, name: str = "the model", classes: int | None = No
 
     declared = inspect_tflite(tflite).tensor_bytes
     if declared > limits.MAX_MODEL_TENSOR_BYTES:
-        raise RuntimeModelError(limits.refusal(name, "the memory its tensors declare for one image", declared, limits.MAX_MODEL_TENSOR_BYTES,
-                                               "bytes"))  # fmt: skip
+        raise RuntimeModelError(
+            limits.refusal(name, "the memory its tensors declare for one image", declared, limits.MAX_MODEL_TENSOR_BYTES, "bytes")
+        )
     try:
-        isolated = run_isolated(footprint, bytes(tflite), timeout_s=PROBE_TIMEOUT_S, memory_mb=limits.PROBE_MEMORY_MB,
-                                what="running one image", imports=("numpy", "ai_edge_litert.interpreter"))  # fmt: skip
+        isolated = run_isolated(
+            footprint,
+            bytes(tflite),
+            timeout_s=PROBE_TIMEOUT_S,
+            memory_mb=limits.PROBE_MEMORY_MB,
+            what="running one image",
+            imports=("numpy", "ai_edge_litert.interpreter"),
+        )
     except IsolationError as error:
         raise RuntimeModelError(f"{name}: LiteRT cannot run this model: {error}") from error
     found = replace(isolated.value, peak_mb=isolated.peak_mb)
@@ -285,10 +297,15 @@ def check_model(tflite: bytes, name: str = "the model", classes: int | None = No
 
 def check_footprint(found: Footprint, name: str, classes: int | None = None) -> None:
     if found.tensor_bytes > limits.MAX_MODEL_TENSOR_BYTES:
-        raise RuntimeModelError(limits.refusal(name, "the memory its tensors take for one image", found.tensor_bytes,
-                                               limits.MAX_MODEL_TENSOR_BYTES, "bytes"))  # fmt: skip
+        raise RuntimeModelError(
+            limits.refusal(
+                name, "the memory its tensors take for one image", found.tensor_bytes, limits.MAX_MODEL_TENSOR_BYTES, "bytes"
+            )
+        )
     if found.invoke_ms > limits.MAX_INVOKE_MS:
-        raise RuntimeModelError(f"{name}: one image takes {found.invoke_ms:,.0f} ms to run, over the limit of {limits.MAX_INVOKE_MS:,} ms")
+        raise RuntimeModelError(
+            f"{name}: one image takes {found.invoke_ms:,.0f} ms to run, over the limit of {limits.MAX_INVOKE_MS:,} ms"
+        )
     if classes is not None:
         check_outputs(found.outputs, classes, name)
 
@@ -296,5 +313,7 @@ def check_footprint(found: Footprint, name: str, classes: int | None = None) -> 
 def check_outputs(outputs: int, classes: int, name: str) -> None:
     """A model's scores per image must be the dataset's classes (one line when they cannot be)."""
     if outputs != classes:
-        raise RuntimeModelError(f"{name} gives {outputs:,} score{'s' if outputs != 1 else ''} per image, but the dataset has {classes} "
-                                "classes: its answers cannot be these classes")  # fmt: skip
+        raise RuntimeModelError(
+            f"{name} gives {outputs:,} score{'s' if outputs != 1 else ''} per image, but the dataset has {classes} "
+            "classes: its answers cannot be these classes"
+        )

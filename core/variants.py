@@ -175,20 +175,60 @@ register(
 
 # Google's LiteRT Quantizer, applied to the float32 .tflite by recipe (the names are its own).
 for _name, _label, _explanation, _ratio, _cost in (
-    ("dynamic_wi8_afp32", "LiteRT Quantizer: dynamic, int8 weights",
-     "Weights int8 per channel, activations float and quantized on the fly: the LiteRT Quantizer's take on dynamic range.", 0.35, 1.0),
-    ("dynamic_wi4_afp32", "LiteRT Quantizer: dynamic, int4 weights",
-     "Weights packed as 4-bit integers (16 levels) per channel, activations float: about half the size of int8 weights.", 0.25, 1.0),
-    ("weight_only_wi8_afp32", "LiteRT Quantizer: weight-only int8",
-     "Weights stored as int8 and turned back into float32 before each layer runs: smaller file, float arithmetic.", 0.35, 1.0),
-    ("weight_only_wi4_afp32", "LiteRT Quantizer: weight-only int4",
-     "Weights stored as 4-bit integers and turned back into float32 before each layer runs.", 0.25, 1.0),
-    ("static_wi8_ai8", "LiteRT Quantizer: static int8",
-     "Weights and activations int8 with ranges calibrated on sample images: the LiteRT Quantizer's full-integer recipe.", 0.35, 3.0),
-    ("static_wi8_ai16", "LiteRT Quantizer: static 16x8",
-     "Weights int8 and activations int16, calibrated on sample images: the LiteRT Quantizer's 16x8 recipe.", 0.40, 30.0),
-):  # fmt: skip
-    register(Variant(name=_name, label=_label, explanation=_explanation, method=METHOD_LITERT_QUANTIZER, recipe=_name,
-                     max_size_ratio=_ratio, min_agreement=0.97 if "wi4" in _name else 0.98, run_cost=_cost))  # fmt: skip
+    (
+        "dynamic_wi8_afp32",
+        "LiteRT Quantizer: dynamic, int8 weights",
+        "Weights int8 per channel, activations float and quantized on the fly: the LiteRT Quantizer's take on dynamic range.",
+        0.35,
+        1.0,
+    ),
+    (
+        "dynamic_wi4_afp32",
+        "LiteRT Quantizer: dynamic, int4 weights",
+        "Weights packed as 4-bit integers (16 levels) per channel, activations float: about half the size of int8 weights.",
+        0.25,
+        1.0,
+    ),
+    (
+        "weight_only_wi8_afp32",
+        "LiteRT Quantizer: weight-only int8",
+        "Weights stored as int8 and turned back into float32 before each layer runs: smaller file, float arithmetic.",
+        0.35,
+        1.0,
+    ),
+    (
+        "weight_only_wi4_afp32",
+        "LiteRT Quantizer: weight-only int4",
+        "Weights stored as 4-bit integers and turned back into float32 before each layer runs.",
+        0.25,
+        1.0,
+    ),
+    (
+        "static_wi8_ai8",
+        "LiteRT Quantizer: static int8",
+        "Weights and activations int8 with ranges calibrated on sample images: the LiteRT Quantizer's full-integer recipe.",
+        0.35,
+        3.0,
+    ),
+    (
+        "static_wi8_ai16",
+        "LiteRT Quantizer: static 16x8",
+        "Weights int8 and activations int16, calibrated on sample images: the LiteRT Quantizer's 16x8 recipe.",
+        0.40,
+        30.0,
+    ),
+):
+    register(
+        Variant(
+            name=_name,
+            label=_label,
+            explanation=_explanation,
+            method=METHOD_LITERT_QUANTIZER,
+            recipe=_name,
+            max_size_ratio=_ratio,
+            min_agreement=0.97 if "wi4" in _name else 0.98,
+            run_cost=_cost,
+        )
+    )
 
 LITERT_QUANTIZER = tuple(name for name, variant in VARIANTS.items() if variant.method == METHOD_LITERT_QUANTIZER)

@@ -105,11 +105,20 @@ def run_job(name: str, progress: ProgressFn = ignore, timeout: float | None = No
     """Run one job in a fresh worker process and return its result."""
     if name not in JOBS:
         raise ValueError(f"no worker job named {name!r}")
-    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen([sys.executable, "-m", "core.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=errors, cwd=PROJECT_ROOT, env=env)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            cwd=PROJECT_ROOT,
+            env=env,
+        )
         outcome: tuple | None = None
         try:
             process.stdin.write(pickle.dumps((name, payload), protocol=pickle.HIGHEST_PROTOCOL))
@@ -136,7 +145,9 @@ def run_job(name: str, progress: ProgressFn = ignore, timeout: float | None = No
             raise WorkerError(outcome[1])
         errors.seek(0)
         tail = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()][-3:]
-        how = f"was killed by signal {-process.returncode}" if process.returncode < 0 else f"exited with code {process.returncode}"
+        how = (
+            f"was killed by signal {-process.returncode}" if process.returncode < 0 else f"exited with code {process.returncode}"
+        )
         raise WorkerError(f"{name}: the worker process {how} before answering" + (f" ({' | '.join(tail)})" if tail else ""))
 
 

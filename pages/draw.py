@@ -53,7 +53,9 @@ def predict(models: dict[str, LiteModel], digit: np.ndarray) -> dict[str, tuple[
     return answers
 
 
-def answer_html(name: str, probabilities: np.ndarray, class_names, elapsed_us: float, history: list[float], disagrees_with: str) -> str:
+def answer_html(
+    name: str, probabilities: np.ndarray, class_names, elapsed_us: float, history: list[float], disagrees_with: str
+) -> str:
     """One variant's card: its answer, the top-3 probabilities as bars, the invoke's latency."""
     top = np.argsort(probabilities)[::-1][:3]
     bars = "".join(
@@ -65,7 +67,7 @@ def answer_html(name: str, probabilities: np.ndarray, class_names, elapsed_us: f
     warning = f'<div class="warn">disagrees with {escape(disagrees_with)}</div>' if disagrees_with else ""
     return (
         f'<div class="card{" disagrees" if disagrees_with else ""}" data-variant="{escape(name)}">'
-        f"<strong>{escape(variant_label(name))}</strong><div class=\"answer\">{escape(class_names[top[0]])}</div>{warning}{bars}"
+        f'<strong>{escape(variant_label(name))}</strong><div class="answer">{escape(class_names[top[0]])}</div>{warning}{bars}'
         f'<div class="time">invoke {elapsed_us:,.0f} µs · median {np.median(history):,.0f} µs over {len(history)}</div></div>'
     )
 
@@ -122,20 +124,30 @@ def canvas_fragment(converted: dict[str, state.ConvertedVariant], class_names) -
     try:
         models = session_models(converted)
     except (ValueError, RuntimeError) as error:  # LiteRT cannot load a variant: one line, not a traceback
-        st.error(f"The variants cannot be loaded for drawing: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+        st.error(
+            f"The variants cannot be loaded for drawing: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        )
         return
     draw = state.draw_state()
     left_out = [name for name in converted if name not in models]
     if left_out:
-        st.warning(f"Not answering here: {', '.join(left_out)}. A session keeps at most {limits.SESSION_INTERPRETER_BYTES // limits.MB} MB "
-                   "of interpreters in the server.")  # fmt: skip
+        st.warning(
+            f"Not answering here: {', '.join(left_out)}. A session keeps at most {limits.SESSION_INTERPRETER_BYTES // limits.MB} MB "
+            "of interpreters in the server."
+        )
     left, right = st.columns([2, 3])
     with left:
         result = st_canvas(
-            stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", height=CANVAS, width=CANVAS,
-            drawing_mode="freedraw", return_image_data=True, key="canvas",
+            stroke_width=18,
+            stroke_color="#FFFFFF",
+            background_color="#000000",
+            height=CANVAS,
+            width=CANVAS,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key="canvas",
             initial_drawing=st.session_state.get("lab_drawing_start"),
-        )  # fmt: skip
+        )
     if result.json_data is not None:
         st.session_state["lab_drawing"] = result.json_data  # kept for the next visit to this page
     png = result.image_bytes

@@ -32,7 +32,12 @@ converted = state.variants()
 
 st.subheader("This session")
 left, middle, right = st.columns(3)
-left.metric("Dataset", choice.upload_label or dataset.name, f"{dataset.train_size:,} train / {dataset.test_size:,} test", delta_color="off")
+left.metric(
+    "Dataset",
+    choice.upload_label or dataset.name,
+    f"{dataset.train_size:,} train / {dataset.test_size:,} test",
+    delta_color="off",
+)
 middle.metric("Model", model.label if model else "none yet")
 right.metric("Variants converted", len(converted), ", ".join(converted) or None, delta_color="off")
 

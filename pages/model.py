@@ -49,12 +49,15 @@ def dataset_ui() -> tuple[datasets.Dataset, state.DatasetChoice]:
                 st.error(f"These files cannot be used: {error}")
             else:
                 st.session_state["lab_uploaded_dataset"] = uploaded
-                st.session_state["lab_dataset"] = state.DatasetChoice("upload", "", upload_label=uploaded.name, requested="upload")
+                st.session_state["lab_dataset"] = state.DatasetChoice(
+                    "upload", "", upload_label=uploaded.name, requested="upload"
+                )
                 st.rerun()
     elif picked != current:
         loaded = load_dataset(picked)
-        st.session_state["lab_dataset"] = state.DatasetChoice(loaded.dataset.name if loaded.notice else picked, loaded.notice,
-                                                              requested=picked)  # fmt: skip
+        st.session_state["lab_dataset"] = state.DatasetChoice(
+            loaded.dataset.name if loaded.notice else picked, loaded.notice, requested=picked
+        )
         st.rerun()
     return state.current_dataset()
 
@@ -84,23 +87,48 @@ def samples_ui(dataset: datasets.Dataset) -> None:
     columns = st.columns(8)
     for slot, index in enumerate(picks):
         with columns[slot % 8]:
-            st.image((dataset.x_train[index] * 255).astype(np.uint8), caption=dataset.class_names[dataset.y_train[index]], width=64)
+            st.image(
+                (dataset.x_train[index] * 255).astype(np.uint8), caption=dataset.class_names[dataset.y_train[index]], width=64
+            )
 
 
 def train_ui(dataset: datasets.Dataset) -> None:
     left, middle, right = st.columns([2, 1, 1])
     presets = list(models.PRESETS)
-    preset = left.selectbox("Architecture", presets, index=presets.index(state.remembered("preset", "seed")),
-                            format_func=lambda p: models.PRESETS[p].label, key="preset", on_change=state.remember, args=("preset",))  # fmt: skip
+    preset = left.selectbox(
+        "Architecture",
+        presets,
+        index=presets.index(state.remembered("preset", "seed")),
+        format_func=lambda p: models.PRESETS[p].label,
+        key="preset",
+        on_change=state.remember,
+        args=("preset",),
+    )
     left.caption(models.PRESETS[preset].description)
     # One pass over MNIST's 60,000 images is plenty; the 1,438 offline digits need a dozen.
     suggested = int(np.clip(20_000 // max(dataset.train_size, 1), 1, 15))
-    epochs = middle.number_input("Epochs", min_value=1, max_value=30, value=state.remembered("epochs", suggested), step=1, key="epochs",
-                                 on_change=state.remember, args=("epochs",))  # fmt: skip
-    seed = right.number_input("Seed", min_value=0, max_value=2**31 - 1, value=state.remembered("seed", 0), step=1, key="seed",
-                              on_change=state.remember, args=("seed",),
-                              help="Training with the same data, architecture, epochs and seed gives the same model: the "
-                                   "server computes it once for the whole class. Change the seed for a run of your own.")  # fmt: skip
+    epochs = middle.number_input(
+        "Epochs",
+        min_value=1,
+        max_value=30,
+        value=state.remembered("epochs", suggested),
+        step=1,
+        key="epochs",
+        on_change=state.remember,
+        args=("epochs",),
+    )
+    seed = right.number_input(
+        "Seed",
+        min_value=0,
+        max_value=2**31 - 1,
+        value=state.remembered("seed", 0),
+        step=1,
+        key="seed",
+        on_change=state.remember,
+        args=("seed",),
+        help="Training with the same data, architecture, epochs and seed gives the same model: the "
+        "server computes it once for the whole class. Change the seed for a run of your own.",
+    )
     running = jobs_ui.active("train")
     if st.button("Train", key="train", type="primary", disabled=running, help="A training is under way" if running else None):
         request = TrainRequest(state.dataset_ref(), preset=preset, epochs=int(epochs), seed=int(seed))
@@ -111,7 +139,9 @@ def train_ui(dataset: datasets.Dataset) -> None:
 
 
 def upload_ui(dataset: datasets.Dataset) -> None:
-    file = st.file_uploader("A Keras model (.keras, .h5) or a TensorFlow Lite model (.tflite)", type=["keras", "h5", "tflite"], key="model_upload")
+    file = st.file_uploader(
+        "A Keras model (.keras, .h5) or a TensorFlow Lite model (.tflite)", type=["keras", "h5", "tflite"], key="model_upload"
+    )
     jobs_ui.job_panel("load")
     if file is None or not st.button("Use this model", key="use_model", disabled=jobs_ui.active("load")):
         return
@@ -123,9 +153,19 @@ def upload_ui(dataset: datasets.Dataset) -> None:
         except (ModelFormatError, RuntimeModelError) as error:
             st.error(f"This model cannot be used: {error}")
             return
-        state.set_model(state.LabModel(label=name, keras_bytes=None, summary=None, keras_accuracy=float("nan"),
-                                       dataset_name=dataset.name, uploaded_tflite=data, dataset_digest=dataset.digest,
-                                       class_names=dataset.class_names, footprint=found))  # fmt: skip
+        state.set_model(
+            state.LabModel(
+                label=name,
+                keras_bytes=None,
+                summary=None,
+                keras_accuracy=float("nan"),
+                dataset_name=dataset.name,
+                uploaded_tflite=data,
+                dataset_digest=dataset.digest,
+                class_names=dataset.class_names,
+                footprint=found,
+            )
+        )
         st.toast(f"{name} loaded: it is compared as it is (conversion needs a Keras model).")
         return
     try:
@@ -144,24 +184,34 @@ def model_ui(model: state.LabModel, dataset: datasets.Dataset) -> None:
     st.subheader(f"Current model: {model.label}")
     model_fits(model, dataset, "model")
     if model.seed is not None:
-        where = {"cache": "from the class's shared cache", "joined": "shared with another session's identical run"}.get(model.origin, "trained for this session")
+        where = {"cache": "from the class's shared cache", "joined": "shared with another session's identical run"}.get(
+            model.origin, "trained for this session"
+        )
         st.caption(f"Seed {model.seed}, {where}.")
     if model.summary is not None:
         left, right = st.columns(2)
         left.metric("Parameters", f"{model.summary.parameters:,}")
         right.metric(f"Keras test accuracy (on {model.dataset_name}, its own test set)", f"{model.keras_accuracy:.4f}")
-        st.markdown(markdown_table(["layer", "type", "output shape", "parameters"],
-                                   [[name, kind, f"`{shape}`", f"{count:,}"] for name, kind, shape, count in model.summary.layers],
-                                   align="lllr"))  # fmt: skip
+        st.markdown(
+            markdown_table(
+                ["layer", "type", "output shape", "parameters"],
+                [[name, kind, f"`{shape}`", f"{count:,}"] for name, kind, shape, count in model.summary.layers],
+                align="lllr",
+            )
+        )
     else:
         inspection = inspect_tflite(model.uploaded_tflite)
-        st.write(f"A .tflite of {inspection.size_bytes:,} bytes, input {list(inspection.inputs[0].shape_signature)} "
-                 f"{inspection.inputs[0].dtype}; operators: {', '.join(inspection.operator_counts)}.")  # fmt: skip
+        st.write(
+            f"A .tflite of {inspection.size_bytes:,} bytes, input {list(inspection.inputs[0].shape_signature)} "
+            f"{inspection.inputs[0].dtype}; operators: {', '.join(inspection.operator_counts)}."
+        )
         if model.footprint is not None:
             found = model.footprint
-            st.caption(f"Measured on one image in a bounded process: {found.tensor_bytes / limits.MB:,.1f} MB of tensors, "
-                       f"{found.invoke_ms:,.2f} ms. It runs in batches of at most {found.max_batch} images, so that one interpreter "
-                       f"holds at most {limits.INTERPRETER_BYTES // limits.MB} MB; the lab measures it in a process of its own.")  # fmt: skip
+            st.caption(
+                f"Measured on one image in a bounded process: {found.tensor_bytes / limits.MB:,.1f} MB of tensors, "
+                f"{found.invoke_ms:,.2f} ms. It runs in batches of at most {found.max_batch} images, so that one interpreter "
+                f"holds at most {limits.INTERPRETER_BYTES // limits.MB} MB; the lab measures it in a process of its own."
+            )
     if model.history:
         st.plotly_chart(epoch_chart(list(model.history)), key="chart_epochs")
 

@@ -35,26 +35,46 @@ def choose_ui() -> tuple[list[str], int, dict]:
     needs = [name for name in chosen if registry.get(name).needs_calibration]
     calibration = st.slider(
         "Calibration images (for " + (", ".join(needs) or "int8 / int16x8") + ")",
-        min_value=10, max_value=1000, step=10, key="calibration",
-        value=state.remembered("calibration", DEFAULT_CALIBRATION), on_change=state.remember, args=("calibration",),
+        min_value=10,
+        max_value=1000,
+        step=10,
+        key="calibration",
+        value=state.remembered("calibration", DEFAULT_CALIBRATION),
+        on_change=state.remember,
+        args=("calibration",),
         help="Representative training images the converter runs to find each activation's range.",
-    )  # fmt: skip
+    )
     options = {}
     if any(registry.get(name).needs_training_data for name in chosen):
-        options["qat_epochs"] = int(st.number_input(
-            "Quantization-aware training: fine-tuning epochs", min_value=1, max_value=10, key="qat_epochs",
-            value=state.remembered("qat_epochs", 1), on_change=state.remember, args=("qat_epochs",),
-            help="Epochs of training with the int8 rounding simulated, starting from the trained weights.",
-        ))  # fmt: skip
+        options["qat_epochs"] = int(
+            st.number_input(
+                "Quantization-aware training: fine-tuning epochs",
+                min_value=1,
+                max_value=10,
+                key="qat_epochs",
+                value=state.remembered("qat_epochs", 1),
+                on_change=state.remember,
+                args=("qat_epochs",),
+                help="Epochs of training with the int8 rounding simulated, starting from the trained weights.",
+            )
+        )
     return chosen, int(calibration), options
 
 
 def convert_ui(model: state.LabModel, names: list[str], calibration: int, options: dict) -> None:
     running = jobs_ui.active("convert")
-    if st.button("Convert", key="convert", type="primary", disabled=running, help="A conversion is under way" if running else None):
+    if st.button(
+        "Convert", key="convert", type="primary", disabled=running, help="A conversion is under way" if running else None
+    ):
         try:
-            request = ConvertRequest(model.digest, tuple(names), state.dataset_ref(), calibration=calibration,
-                                     qat_epochs=options.get("qat_epochs", 1), model_bytes=model.keras_bytes)  # fmt: skip
+            request = ConvertRequest(
+                model.digest,
+                tuple(names),
+                state.dataset_ref(),
+                calibration=calibration,
+                qat_epochs=options.get("qat_epochs", 1),
+                model_bytes=model.keras_bytes,
+            )
         except (ValueError, OSError) as error:
             st.error(f"Conversion could not start: {error}")
             return
@@ -65,14 +85,21 @@ def convert_ui(model: state.LabModel, names: list[str], calibration: int, option
 
 def results_ui(converted: dict[str, state.ConvertedVariant]) -> None:
     reference = converted.get(registry.REFERENCE)
-    rows = [[f"{variant_label(name)} (`{name}`)", f"{len(item.tflite):,}",
-             f"{len(item.tflite) / len(reference.tflite):.2f}" if reference else "–", f"{item.seconds:.2f}"]
-            for name, item in converted.items()]  # fmt: skip
+    rows = [
+        [
+            f"{variant_label(name)} (`{name}`)",
+            f"{len(item.tflite):,}",
+            f"{len(item.tflite) / len(reference.tflite):.2f}" if reference else "–",
+            f"{item.seconds:.2f}",
+        ]
+        for name, item in converted.items()
+    ]
     st.markdown(markdown_table(["variant", "bytes", "× float32", "convert (s)"], rows, align="lrrr"))
     columns = st.columns(min(len(converted), 5))
     for slot, (name, item) in enumerate(converted.items()):
-        columns[slot % len(columns)].download_button(f"⬇ {name}.tflite", item.tflite, file_name=f"{name}.tflite",
-                                                     mime="application/octet-stream", key=f"download_{name}")  # fmt: skip
+        columns[slot % len(columns)].download_button(
+            f"⬇ {name}.tflite", item.tflite, file_name=f"{name}.tflite", mime="application/octet-stream", key=f"download_{name}"
+        )
 
 
 model = need_model()

@@ -18,8 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("QLAB_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 HEADINGS = {"Home": "TFLite Quantization Lab"}  # a page's h1, where it is not the page's title
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 
@@ -35,13 +42,36 @@ def serve_app(keras_home: str | None = None, timeout: float = 60, env: dict | No
     """`streamlit run app.py` on a free loopback port; yields (url, process). ``env`` adds variables
     (e.g. QLAB_JOB_STATS, where the job service writes its counters)."""
     port = free_port()
-    env = {**os.environ, "KERAS_HOME": keras_home or tempfile.mkdtemp(prefix="qlab-keras-"), "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = {
+        **os.environ,
+        "KERAS_HOME": keras_home or tempfile.mkdtemp(prefix="qlab-keras-"),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     log = tempfile.NamedTemporaryFile(prefix="qlab-server-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -118,8 +148,10 @@ def go_to(page, title: str, timeout: float = 120_000) -> None:
     """Move to a page through the app's own sidebar navigation (a full load would start a new session)."""
     page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
     heading = HEADINGS.get(title, title)
-    page.wait_for_function(f"() => document.title.startsWith('{title}') || document.querySelector('h1')?.innerText.includes('{heading}')",
-                           timeout=timeout)  # fmt: skip
+    page.wait_for_function(
+        f"() => document.title.startsWith('{title}') || document.querySelector('h1')?.innerText.includes('{heading}')",
+        timeout=timeout,
+    )
     wait_idle(page, timeout)
 
 

@@ -66,9 +66,13 @@ def lab_state(keras_model, conversions, dataset):
     from ui import state
 
     model = state.LabModel(
-        label="Seed CNN (test)", keras_bytes=models.to_bytes(keras_model), summary=models.summarize(keras_model, "seed"),
-        keras_accuracy=0.9, history=({"epoch": 1, "loss": 0.5, "accuracy": 0.85},), dataset_name=dataset.name,
-    )  # fmt: skip
+        label="Seed CNN (test)",
+        keras_bytes=models.to_bytes(keras_model),
+        summary=models.summarize(keras_model, "seed"),
+        keras_accuracy=0.9,
+        history=({"epoch": 1, "loss": 0.5, "accuracy": 0.85},),
+        dataset_name=dataset.name,
+    )
     from core.variants import POST_TRAINING
 
     variants = {name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds) for name in POST_TRAINING}

@@ -79,7 +79,9 @@ def main() -> int:
             outcome, message = run(path)
         except Exception as error:  # a traceback is a failure of the lab: the test reports it
             outcome, message = "error", "".join(traceback.format_exception(error))[-1500:]
-        out.write(json.dumps({"index": index, "outcome": outcome, "message": message, "peak_mb": round(peak_memory_mb(), 1)}) + "\n")
+        out.write(
+            json.dumps({"index": index, "outcome": outcome, "message": message, "peak_mb": round(peak_memory_mb(), 1)}) + "\n"
+        )
     return 0
 
 

@@ -46,8 +46,12 @@ def zip_of(members: list[tuple[str, bytes, int]]) -> bytes:
         encoded = name.encode()
         offset = len(out)
         out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), size, len(encoded), 0) + encoded + data
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(data), size, len(encoded),
-                               0, 0, 0, 0, 0, offset) + encoded  # fmt: skip
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(data), size, len(encoded), 0, 0, 0, 0, 0, offset
+            )
+            + encoded
+        )
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(out), 0)
     return bytes(out + central + end)
 
@@ -100,14 +104,25 @@ def idx_500k_blank() -> bytes:
 def npz_3m_images() -> bytes:
     """An .npz of ~2.3 MB holding 3,000,000 images."""
     count = 3_000_000
-    return zip_of([("x_train.npy", npy_header((count, 28, 28)), count * 784), ("y_train.npy", npy_header((count,)), count),
-                   ("x_test.npy", npy_header((10, 28, 28)), 7840), ("y_test.npy", npy_header((10,)), 10)])  # fmt: skip
+    return zip_of(
+        [
+            ("x_train.npy", npy_header((count, 28, 28)), count * 784),
+            ("y_train.npy", npy_header((count,)), count),
+            ("x_test.npy", npy_header((10, 28, 28)), 7840),
+            ("y_test.npy", npy_header((10,)), 10),
+        ]
+    )
 
 
 def keras_config_3gib() -> bytes:
     """A .keras whose config.json expands to 3 GiB."""
-    return zip_of([("metadata.json", b'{"keras_version": "3.15.0"}', 0), ("config.json", b"{", 3 * 1024 * MiB),
-                   ("model.weights.h5", b"\x89HDF\r\n\x1a\n", 0)])  # fmt: skip
+    return zip_of(
+        [
+            ("metadata.json", b'{"keras_version": "3.15.0"}', 0),
+            ("config.json", b"{", 3 * 1024 * MiB),
+            ("model.weights.h5", b"\x89HDF\r\n\x1a\n", 0),
+        ]
+    )
 
 
 def keras_12_entries_255mib() -> bytes:

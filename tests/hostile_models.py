@@ -122,7 +122,9 @@ def batch_bomb(copies: int = 1_000) -> bytes:
     images = _image_input(graph)
     flat = graph.reshape(images, [-1, 784], [1, 784], signature=[-1, 784])
     tiled = graph.tile(flat, [1, copies], [1, 784 * copies], signature=[-1, 784 * copies])
-    grouped = graph.reshape(tiled, [-1, 10, 784 * copies // 10], [1, 10, 784 * copies // 10], signature=[-1, 10, 784 * copies // 10])
+    grouped = graph.reshape(
+        tiled, [-1, 10, 784 * copies // 10], [1, 10, 784 * copies // 10], signature=[-1, 10, 784 * copies // 10]
+    )
     out = graph.mean(grouped, [2], [1, 10], signature=[-1, 10])
     return graph.to_bytes([images], [out])
 

@@ -12,8 +12,14 @@ QUANTIZED = [name for name in variants.VARIANTS if name != variants.REFERENCE]
 
 
 def test_the_litert_quantizer_recipes_are_registered_under_their_own_names():
-    assert set(variants.LITERT_QUANTIZER) == {"dynamic_wi8_afp32", "dynamic_wi4_afp32", "weight_only_wi8_afp32",
-                                              "weight_only_wi4_afp32", "static_wi8_ai8", "static_wi8_ai16"}  # fmt: skip
+    assert set(variants.LITERT_QUANTIZER) == {
+        "dynamic_wi8_afp32",
+        "dynamic_wi4_afp32",
+        "weight_only_wi8_afp32",
+        "weight_only_wi4_afp32",
+        "static_wi8_ai8",
+        "static_wi8_ai16",
+    }
     assert variants.get("qat_int8").method == variants.METHOD_QAT
 
 
@@ -31,8 +37,10 @@ def test_static_recipes_quantize_the_activations(tflites):
 def test_qat_gives_a_full_int8_model_at_least_as_accurate_as_post_training_int8(tflites, dataset):
     qat, ptq = LiteModel(tflites["qat_int8"]), LiteModel(tflites["int8"])
     assert qat.input.dtype == "int8" and qat.output.dtype == "int8"
-    accuracy = {name: np.mean(model.predict_logits(dataset.x_test).argmax(1) == dataset.y_test) for name, model in
-                (("qat", qat), ("int8", ptq))}  # fmt: skip
+    accuracy = {
+        name: np.mean(model.predict_logits(dataset.x_test).argmax(1) == dataset.y_test)
+        for name, model in (("qat", qat), ("int8", ptq))
+    }
     # One more epoch of (quantization-aware) training: it must not lose to plain int8 by more than noise.
     assert accuracy["qat"] >= accuracy["int8"] - 0.005, accuracy
 
@@ -48,7 +56,9 @@ def test_qat_refuses_a_model_it_cannot_twin_with_a_clear_message(dataset):
     functional = keras.Model(inputs, keras.layers.Dense(10)(x))
     with pytest.raises(QATUnsupportedError, match="needs a Sequential model"):
         convert.convert(functional, "qat_int8", dataset.x_train[:10], dataset=dataset)
-    odd = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.LayerNormalization(), keras.layers.Dense(10)])
+    odd = keras.Sequential(
+        [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.LayerNormalization(), keras.layers.Dense(10)]
+    )
     with pytest.raises(QATUnsupportedError, match="LayerNormalization"):
         convert.convert(odd, "qat_int8", dataset.x_train[:10], dataset=dataset)
 
@@ -75,7 +85,9 @@ def test_layer_errors_rank_the_schemes_as_their_bits_say(tflites, dataset):
     assert snr("dynamic", "CONV_2D") is None
 
 
-@pytest.mark.parametrize("name, tolerance_db", [("dynamic_wi4_afp32", 1.0), ("weight_only_wi8_afp32", 1.0), ("static_wi8_ai8", 5.0)])
+@pytest.mark.parametrize(
+    "name, tolerance_db", [("dynamic_wi4_afp32", 1.0), ("weight_only_wi8_afp32", 1.0), ("static_wi8_ai8", 5.0)]
+)
 def test_our_layer_errors_agree_with_the_litert_quantizers_own_validation(name, tolerance_db, tflites, dataset):
     """Both compare the same tensors on the same images. On the static recipes the two differ by a
     few dB inside the network, and at the int8 output, which saturates at the calibrated range in

@@ -57,8 +57,9 @@ def test_a_training_outlives_a_page_switch_and_lands_while_another_page_is_open(
     page = start_training(open_session, 3, until="Training:")  # the job's panel, at once
     go_to(page, "Home")
     assert "Running for this session" in sidebar_text(page)  # the sidebar panel follows the job
-    page.wait_for_function("() => document.querySelector('[data-testid=stSidebar]').innerText.includes('3 epochs on digits')",
-                           timeout=180_000)  # fmt: skip
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stSidebar]').innerText.includes('3 epochs on digits')", timeout=180_000
+    )
     go_to(page, "Model")
     assert page.get_by_text("Current model", exact=False).first.is_visible()
     assert page.get_by_text("Seed 0, trained for this session", exact=False).first.is_visible()
@@ -94,8 +95,11 @@ def test_two_sessions_with_one_identical_request_share_one_computation(app):
         page.get_by_text("Current model", exact=False).first.wait_for(timeout=180_000)
     counters = read_stats(stats)["counters"]
     assert counters["computed"] == 1 and counters["joined"] + counters["cache_hits"] == 1, counters
-    shared = [page for page in (first, second) if page.get_by_text("class's shared cache", exact=False).count()
-              or page.get_by_text("joined it", exact=False).count()]  # fmt: skip
+    shared = [
+        page
+        for page in (first, second)
+        if page.get_by_text("class's shared cache", exact=False).count() or page.get_by_text("joined it", exact=False).count()
+    ]
     assert len(shared) == 1  # the session that did not compute it is told so, and shown the seed
     assert shared[0].locator("[data-testid=stAlert]", has_text="seed 5").count() == 1
 

@@ -18,8 +18,18 @@ def cli(*args, timeout=600):
 def mnist_small_report(tmp_path_factory):
     data = mnist_small_or_skip()
     out = tmp_path_factory.mktemp("run")
-    result = cli("run", "--data-dir", str(data), "--epochs", "1", "--json", str(out / "report.json"), "--save-dir", str(out / "models"),
-                 "--keras-latency")  # fmt: skip
+    result = cli(
+        "run",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "1",
+        "--json",
+        str(out / "report.json"),
+        "--save-dir",
+        str(out / "models"),
+        "--keras-latency",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads((out / "report.json").read_text()), result, out
 
@@ -72,9 +82,13 @@ def test_save_dir_holds_the_model_and_every_tflite_and_inspect_reads_them(mnist_
 
 def test_inspect_does_not_import_tensorflow(mnist_small_report):
     _, _, out = mnist_small_report
-    code = ("import sys; from core.cli import main; main(['inspect', sys.argv[1]]);"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code, str(out / "models" / "float32.tflite")], capture_output=True, text=True, cwd=ROOT)
+    code = (
+        "import sys; from core.cli import main; main(['inspect', sys.argv[1]]);"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(out / "models" / "float32.tflite")], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -105,8 +119,19 @@ def test_bad_arguments_are_exit_2_with_a_message(tmp_path):
 
 def test_run_with_a_loaded_keras_model_and_a_subset_of_variants(mnist_small_report, tmp_path):
     _, _, out = mnist_small_report
-    result = cli("run", "--data-dir", str(mnist_small_or_skip()), "--model", str(out / "models" / "model.keras"),
-                 "--variants", "float32,int8", "--runs", "200", "--json", str(tmp_path / "r.json"))  # fmt: skip
+    result = cli(
+        "run",
+        "--data-dir",
+        str(mnist_small_or_skip()),
+        "--model",
+        str(out / "models" / "model.keras"),
+        "--variants",
+        "float32,int8",
+        "--runs",
+        "200",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     assert [row["name"] for row in report["variants"]] == ["float32", "int8"]
@@ -116,8 +141,20 @@ def test_run_with_a_loaded_keras_model_and_a_subset_of_variants(mnist_small_repo
 def test_every_variant_with_tflite_micro_qat_litert_quantizer_and_layer_errors(tmp_path):
     """python -m core run --data-dir …/mnist-small --epochs 1 --variants all --mcu --json out.json"""
     data = mnist_small_or_skip()
-    result = cli("run", "--data-dir", str(data), "--epochs", "1", "--runs", "300", "--json", str(tmp_path / "r.json"),
-                 "--variants", "all", "--mcu")  # fmt: skip
+    result = cli(
+        "run",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "1",
+        "--runs",
+        "300",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--variants",
+        "all",
+        "--mcu",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Running Calibration" not in result.stderr  # the quantizer's progress bars stay out of the CLI
     for chatter in ("I0000", "cudart", "absl", "UserWarning", "experimental", "fully_quantize"):
@@ -132,7 +169,8 @@ def test_every_variant_with_tflite_micro_qat_litert_quantizer_and_layer_errors(t
     for name in ("int8", "qat_int8"):
         assert tflm[name]["runs"] and 4 * 1024 <= tflm[name]["arena_bytes"] <= 64 * 1024, tflm[name]
         assert tflm[name]["differs_from_litert"] == 0 and tflm[name]["flash_bytes"] == next(
-            row["size_bytes"] for row in report["variants"] if row["name"] == name)
+            row["size_bytes"] for row in report["variants"] if row["name"] == name
+        )
     for name in ("dynamic", "dynamic_wi8_afp32", "dynamic_wi4_afp32", "float16", "weight_only_wi4_afp32"):
         assert not tflm[name]["runs"] and tflm[name]["reason"], name
     assert "Hybrid models are not supported" in tflm["dynamic_wi8_afp32"]["reason"]
@@ -168,10 +206,23 @@ def test_export_c_compiles_and_holds_the_model_byte_for_byte(mnist_small_report,
         "int main() {\n"
         "  if (reinterpret_cast<std::uintptr_t>(g_int8_model_data) % 16 != 0) return 3;\n"
         "  std::fwrite(g_int8_model_data, 1, g_int8_model_data_len, stdout);\n"
-        "  return 0;\n}\n")  # fmt: skip
+        "  return 0;\n}\n"
+    )
     binary = tmp_path / "dump"
-    build = subprocess.run([compiler, "-std=c++17", "-Wall", "-Werror", "-o", str(binary), str(tmp_path / "main.cc"),
-                            str(tmp_path / "int8_model_data.cc")], capture_output=True, text=True)  # fmt: skip
+    build = subprocess.run(
+        [
+            compiler,
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            "-o",
+            str(binary),
+            str(tmp_path / "main.cc"),
+            str(tmp_path / "int8_model_data.cc"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
     dumped = subprocess.run([str(binary)], capture_output=True)
     assert dumped.returncode == 0 and dumped.stdout == model.read_bytes()

@@ -57,7 +57,10 @@ def test_idx_round_trip_plain_and_gz(idx_folder, tmp_path):
         (lambda d: (d / "train-images-idx3-ubyte.gz").unlink(), "train-images-idx3-ubyte: not among the files"),
         (lambda d: _rewrite(d, "train-labels-idx1-ubyte.gz", lambda b: (2051).to_bytes(4, "big") + b[4:]), "is not IDX labels"),
         (lambda d: _rewrite(d, "t10k-images-idx3-ubyte.gz", lambda b: b[:-10]), "the file ends early"),
-        (lambda d: _rewrite(d, "t10k-images-idx3-ubyte.gz", lambda b: b[:4] + b[4:8] + (32).to_bytes(4, "big") + b[12:]), "32×28"),
+        (
+            lambda d: _rewrite(d, "t10k-images-idx3-ubyte.gz", lambda b: b[:4] + b[4:8] + (32).to_bytes(4, "big") + b[12:]),
+            "32×28",
+        ),
         (lambda d: _rewrite(d, "t10k-labels-idx1-ubyte.gz", lambda b: b[:-1] + bytes([12])), "labels must lie in 0–9"),
         (lambda d: (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bnot gzip"), "cannot be read"),
         (lambda d: _rewrite(d, "train-labels-idx1-ubyte.gz", lambda b: b[:7]), "too short"),
@@ -121,8 +124,13 @@ def mnist_source(monkeypatch, tmp_path):
     """The real MNIST source entry, with the checksum of a file we serve ourselves."""
     path, checksum = _origin_with_mnist_npz(tmp_path / "origin")
     real = datasets.REMOTE_SOURCES["mnist"]
-    monkeypatch.setitem(datasets.REMOTE_SOURCES, "mnist", datasets.RemoteSource(
-        real.name, (("mnist.npz", checksum),), real.origin, real.cache_subdir, real.class_names, real.credit))  # fmt: skip
+    monkeypatch.setitem(
+        datasets.REMOTE_SOURCES,
+        "mnist",
+        datasets.RemoteSource(
+            real.name, (("mnist.npz", checksum),), real.origin, real.cache_subdir, real.class_names, real.credit
+        ),
+    )
     return path.parent
 
 
@@ -161,8 +169,11 @@ def test_a_checksum_mismatch_is_refused_and_nothing_is_cached(mnist_source, tmp_
 def test_the_real_fashion_mnist_entry_carries_zalandos_checksums():
     source = datasets.REMOTE_SOURCES["fashion-mnist"]
     assert [name for name, _ in source.files] == [
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-    ]  # fmt: skip
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
     assert all(checksum.startswith("md5:") and len(checksum) == 36 for _, checksum in source.files)
 
 

@@ -58,8 +58,13 @@ def run_cases(kind: str, folder: Path, count: int) -> list[dict]:
     results: list[dict] = []
     start = 0
     while start < count:
-        child = subprocess.run([sys.executable, "-m", "tests.fuzz_runner", kind, str(folder), str(start)], cwd=ROOT,
-                               capture_output=True, text=True, timeout=600)  # fmt: skip
+        child = subprocess.run(
+            [sys.executable, "-m", "tests.fuzz_runner", kind, str(folder), str(start)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         lines = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
         results += lines
         start = (lines[-1]["index"] + 1) if lines else start
@@ -100,8 +105,15 @@ def test_mutated_tflite_files_are_refused_or_run(tflites, tmp_path):
 def test_mutated_npz_and_idx_datasets_are_refused_or_loaded(tmp_path):
     rng = np.random.default_rng(SEED)
     digits = datasets.load_offline_digits()
-    small = datasets.Dataset("small", digits.x_train[:300], digits.y_train[:300], digits.x_test[:60], digits.y_test[:60],
-                             digits.class_names, digits.source)  # fmt: skip
+    small = datasets.Dataset(
+        "small",
+        digits.x_train[:300],
+        digits.y_train[:300],
+        digits.x_test[:60],
+        digits.y_test[:60],
+        digits.class_names,
+        digits.source,
+    )
     npz_path = datasets.save_npz(tmp_path / "source" / "small.npz", small)
     idx_folder = tmp_path / "source" / "idx"
     datasets.save_idx(idx_folder, small, gz=True)
@@ -117,7 +129,11 @@ def test_mutated_npz_and_idx_datasets_are_refused_or_loaded(tmp_path):
             for part in idx_folder.iterdir():
                 data = part.read_bytes()
                 if part == victim:  # the compressed file, or what it holds, mutated
-                    data = mutate(data, rng) if rng.integers(2) else hostile.gzip_of(mutate(__import__("gzip").decompress(data), rng), 0)
+                    data = (
+                        mutate(data, rng)
+                        if rng.integers(2)
+                        else hostile.gzip_of(mutate(__import__("gzip").decompress(data), rng), 0)
+                    )
                 (folder / part.name).write_bytes(data)
     tally = check("dataset", run_cases("dataset", cases, DATASET_CASES), DATASET_CASES)
     assert tally["refused"] > 0

@@ -27,8 +27,9 @@ def upload_rows(tmp_path_factory):
     """Every row of the table, in a fresh process that plays the server (no TensorFlow in it)."""
     folder = tmp_path_factory.mktemp("rows") / "idx"
     before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True).stdout
-    child = subprocess.run([sys.executable, "-m", "tests.upload_rows", str(folder)], cwd=ROOT, capture_output=True, text=True,
-                           timeout=600)  # fmt: skip
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.upload_rows", str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert child.returncode == 0, child.stderr[-2000:]
     after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True).stdout
     return {row["row"]: row for row in map(json.loads, child.stdout.splitlines())}, before, after
@@ -48,13 +49,13 @@ ROWS = {
     "an .npz whose labels are all one class": "one-class: the training labels hold 1 class (0); the lab needs at least 2",
     # A model's memory: declared in the file, or found by running one image in a bounded child.
     "a model whose input is 20,000×20,000": "big-input.tflite: the memory its tensors declare for one image is 1,600,000,072 bytes, "
-                                            "over the limit of 33,554,432 bytes",
+    "over the limit of 33,554,432 bytes",
     "a 28×28 model that broadcasts to 20,000×20,000, shape hidden": "broadcast.tflite: LiteRT cannot run this model: running one image "
-                                                                     "needs more memory than its bound of 256 MB",
+    "needs more memory than its bound of 256 MB",
     "a 28×28 model that broadcasts to 40,000×40,000, shape hidden": "broadcast-40k.tflite: LiteRT cannot run this model: running one "
-                                                                     "image needs more memory than its bound of 256 MB",
+    "image needs more memory than its bound of 256 MB",
     "a 28×28 model that broadcasts to 20,000×20,000, shape declared": "broadcast-declared.tflite: the memory its tensors declare for one "
-                                                                       "image is 1,600,003,228 bytes",
+    "image is 1,600,003,228 bytes",
     "a model whose output is 78,400,000 scores": "huge-output.tflite: the memory its tensors declare for one image is 313,606,288 bytes",
     "a model with 1,000 outputs": "thousand.tflite gives 1,000 scores per image, but the dataset has 10 classes",
     "a model with 1 output": "one.tflite gives 1 score per image, but the dataset has 10 classes",
@@ -100,10 +101,18 @@ def test_nothing_is_written_outside_temp_folders(upload_rows):
 @pytest.fixture(scope="module")
 def trained_elsewhere(keras_model, conversions, dataset):
     """A model trained on `dataset` (mnist-small or the digits), while the session now uses other data."""
-    model = state.LabModel(label="Seed CNN (test)", keras_bytes=models.to_bytes(keras_model), summary=models.summarize(keras_model, "seed"),
-                           keras_accuracy=0.9, dataset_name="the training set", dataset_digest="0" * 32,
-                           class_names=dataset.class_names)  # fmt: skip
-    variants = {name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds) for name in ("float32", "int8")}
+    model = state.LabModel(
+        label="Seed CNN (test)",
+        keras_bytes=models.to_bytes(keras_model),
+        summary=models.summarize(keras_model, "seed"),
+        keras_accuracy=0.9,
+        dataset_name="the training set",
+        dataset_digest="0" * 32,
+        class_names=dataset.class_names,
+    )
+    variants = {
+        name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds) for name in ("float32", "int8")
+    }
     return {"lab_dataset": state.DatasetChoice("digits", requested="digits"), "lab_model": model, "lab_variants": variants}
 
 
@@ -121,9 +130,15 @@ def test_after_a_dataset_switch_every_page_says_the_model_was_trained_on_other_d
 
 @pytest.mark.parametrize("path", ["pages/quantize.py", "pages/compare.py"])
 def test_a_model_never_meets_a_dataset_with_other_classes(trained_elsewhere, path):
-    fashion = state.LabModel(label="Fashion model", keras_bytes=trained_elsewhere["lab_model"].keras_bytes, summary=None,
-                             keras_accuracy=0.8, dataset_name="fashion-mnist", dataset_digest="1" * 32,
-                             class_names=datasets.FASHION_CLASSES)  # fmt: skip
+    fashion = state.LabModel(
+        label="Fashion model",
+        keras_bytes=trained_elsewhere["lab_model"].keras_bytes,
+        summary=None,
+        keras_accuracy=0.8,
+        dataset_name="fashion-mnist",
+        dataset_digest="1" * 32,
+        class_names=datasets.FASHION_CLASSES,
+    )
     at = page(path, {**trained_elsewhere, "lab_model": fashion})
     assert not at.exception
     assert any("cannot be scored or used on it" in e.value for e in at.error)
@@ -145,8 +160,9 @@ def test_the_apps_exported_json_follows_the_core_run_schema(lab_state):
 
 
 def test_an_uploaded_tflite_exports_null_not_nan(lab_state, tflites):
-    model = state.LabModel(label="mine.tflite", keras_bytes=None, summary=None, keras_accuracy=float("nan"),
-                           uploaded_tflite=tflites["int8"])  # fmt: skip
+    model = state.LabModel(
+        label="mine.tflite", keras_bytes=None, summary=None, keras_accuracy=float("nan"), uploaded_tflite=tflites["int8"]
+    )
     variants = {"uploaded": state.ConvertedVariant("uploaded", tflites["int8"], 0.0)}
     at = page("pages/compare.py", {**lab_state, "lab_model": model, "lab_variants": variants})
     assert not at.exception

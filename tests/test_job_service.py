@@ -70,8 +70,11 @@ def test_cancel_stops_the_running_worker_and_the_pool_goes_on(service):
     busy_worker = service.worker_pids()[0]
     service.cancel(running.job_id, "alice")
     assert service.status(running.job_id) is None  # nobody else waited for it: gone
-    wait_until(lambda: not psutil.pid_exists(busy_worker) or psutil.Process(busy_worker).status() == psutil.STATUS_ZOMBIE,
-               timeout=30, what="the cancelled worker to exit")  # fmt: skip
+    wait_until(
+        lambda: not psutil.pid_exists(busy_worker) or psutil.Process(busy_worker).status() == psutil.STATUS_ZOMBIE,
+        timeout=30,
+        what="the cancelled worker to exit",
+    )
     after = service.submit(FaultRequest("sleep", 0.1, nonce=2), "alice")
     assert wait_done(service, after.job_id).state == DONE
     assert service.snapshot()["cancelled"] == 1
@@ -85,12 +88,15 @@ def test_cancel_by_one_owner_leaves_a_shared_job_running_for_the_other(service):
     assert wait_done(service, shared.job_id).state == DONE
 
 
-@pytest.mark.parametrize("how, message", [
-    ("raise", "failing on purpose"),
-    ("exit", "exited with code 3"),
-    ("abort", "killed by SIGABRT"),
-    ("kill", "killed by SIGKILL (most likely out of memory)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("raise", "failing on purpose"),
+        ("exit", "exited with code 3"),
+        ("abort", "killed by SIGABRT"),
+        ("kill", "killed by SIGKILL (most likely out of memory)"),
+    ],
+)
 def test_a_crash_fails_only_its_own_job_with_one_line_and_the_pool_replaces_the_worker(service, how, message):
     failing = service.submit(FaultRequest(how), "alice")
     status = wait_done(service, failing.job_id)
@@ -122,8 +128,15 @@ def test_a_job_whose_owner_is_gone_is_cancelled():
 
 def test_identical_trainings_are_computed_once_and_then_come_from_the_cache(service, tmp_path):
     digits = load_offline_digits()
-    small = type(digits)("small digits", digits.x_train[:400], digits.y_train[:400], digits.x_test[:100], digits.y_test[:100],
-                         digits.class_names, digits.source)  # fmt: skip
+    small = type(digits)(
+        "small digits",
+        digits.x_train[:400],
+        digits.y_train[:400],
+        digits.x_test[:100],
+        digits.y_test[:100],
+        digits.class_names,
+        digits.source,
+    )
     reference = DatasetRef.of(small, save_npz(tmp_path / "small.npz", small))  # by reference: the worker reads the file
     request = TrainRequest(reference, epochs=1, seed=3)
     first, second = service.submit(request, "alice"), service.submit(request, "bob")
@@ -157,8 +170,11 @@ def test_no_worker_outlives_shutdown(service):
     service.shutdown()
     assert service.status(job.job_id) is None or service.status(job.job_id).state == CANCELLED
     for pid in workers:
-        wait_until(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-                   timeout=30, what=f"worker {pid} to exit")  # fmt: skip
+        wait_until(
+            lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+            timeout=30,
+            what=f"worker {pid} to exit",
+        )
 
 
 def test_no_worker_outlives_a_server_killed_with_sigkill():
@@ -175,8 +191,11 @@ def test_no_worker_outlives_a_server_killed_with_sigkill():
         os.kill(server.pid, signal.SIGKILL)
         server.wait()
         for pid in workers:
-            wait_until(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-                       timeout=30, what=f"orphaned worker {pid} to exit")  # fmt: skip
+            wait_until(
+                lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                timeout=30,
+                what=f"orphaned worker {pid} to exit",
+            )
     finally:
         if server.poll() is None:
             server.kill()

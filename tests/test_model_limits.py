@@ -19,9 +19,15 @@ from tests import hostile_models
 from tests.conftest import ROOT
 
 HOSTILE = {
-    "big declared input": (hostile_models.big_declared_input, "the memory its tensors declare for one image is 1,600,000,072 bytes"),
+    "big declared input": (
+        hostile_models.big_declared_input,
+        "the memory its tensors declare for one image is 1,600,000,072 bytes",
+    ),
     "broadcast, shape hidden": (hostile_models.broadcast_to_huge, "running one image needs more memory than its bound of 256 MB"),
-    "broadcast, shape declared": (lambda: hostile_models.broadcast_to_huge(declared=True), "declare for one image is 1,600,003,228 bytes"),
+    "broadcast, shape declared": (
+        lambda: hostile_models.broadcast_to_huge(declared=True),
+        "declare for one image is 1,600,003,228 bytes",
+    ),
     "huge output": (hostile_models.huge_output, "declare for one image is 313,606,288 bytes, over the limit of 33,554,432 bytes"),
     "1,000 outputs": (lambda: hostile_models.outputs(1000), "gives 1,000 scores per image, but the dataset has 10 classes"),
     "1 output": (lambda: hostile_models.outputs(1), "gives 1 score per image, but the dataset has 10 classes"),
@@ -119,8 +125,13 @@ def test_the_cli_refuses_the_same_files_with_exit_2_and_one_line(tmp_path, comma
 def test_the_cli_compares_an_accepted_tflite_as_it_is(tmp_path):
     path = tmp_path / "bomb.tflite"
     path.write_bytes(hostile_models.batch_bomb())
-    child = subprocess.run([sys.executable, "-m", "core", "run", "--dataset", "digits", "--model", str(path), "--runs", "50"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    child = subprocess.run(
+        [sys.executable, "-m", "core", "run", "--dataset", "digits", "--model", str(path), "--runs", "50"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == 0, child.stderr
     assert "bomb.tflite: a .tflite, compared as it is" in child.stdout and "uploaded" in child.stdout
 

@@ -35,7 +35,11 @@ def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader") for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader")
+        for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 
@@ -160,8 +164,12 @@ def test_quantize_page_says_plainly_when_qat_cannot_handle_the_model(lab_state):
 
     inputs = keras.Input(shape=(28, 28))
     functional = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
-    model = state.LabModel(label="functional.keras", keras_bytes=models.to_bytes(functional), summary=models.summarize(functional),
-                           keras_accuracy=0.1)  # fmt: skip
+    model = state.LabModel(
+        label="functional.keras",
+        keras_bytes=models.to_bytes(functional),
+        summary=models.summarize(functional),
+        keras_accuracy=0.1,
+    )
     at = page("pages/quantize.py", {**lab_state, "lab_model": model, "lab_variants": {}})
     for name in ("dynamic", "float16", "int8", "int16x8"):
         at.checkbox(key=f"pick_{name}").uncheck()
@@ -203,7 +211,9 @@ def test_a_bad_model_upload_gets_a_clear_message_and_changes_nothing(lab_state, 
 def test_a_keras_model_with_a_lambda_layer_is_refused(lab_state, tmp_path):
     import keras
 
-    model = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = keras.Sequential(
+        [keras.Input(shape=(28, 28)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
     model.save(tmp_path / "lambda.keras")
     at = upload_model(lab_state, "lambda.keras", (tmp_path / "lambda.keras").read_bytes())
     assert any("Lambda" in e.value for e in at.error), [e.value for e in at.error]
@@ -244,8 +254,10 @@ def test_dataset_upload_accepts_idx_files_and_refuses_a_bad_npz(lab_state, tmp_p
 
 
 def test_compare_page_shows_the_litert_quantizers_own_validation_beside_ours(lab_state, conversions):
-    variants = {name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds)
-                for name in ("float32", "dynamic_wi4_afp32")}  # fmt: skip
+    variants = {
+        name: state.ConvertedVariant(name, conversions[name].tflite, conversions[name].seconds)
+        for name in ("float32", "dynamic_wi4_afp32")
+    }
     at = page("pages/compare.py", {**lab_state, "lab_variants": variants})
     assert not at.exception
     assert "LiteRT Quantizer's own validation" in texts(at)

@@ -16,8 +16,9 @@ def test_a_keras_file_is_loaded_in_a_fresh_worker_and_comes_back_as_plain_values
     assert reports and reports[0].stage == "load"
 
 
-@pytest.mark.parametrize("how, message", [("raise", "failing on purpose"), ("exit", "exited with code 3"),
-                                          ("abort", "killed by signal 6")])  # fmt: skip
+@pytest.mark.parametrize(
+    "how, message", [("raise", "failing on purpose"), ("exit", "exited with code 3"), ("abort", "killed by signal 6")]
+)
 def test_every_failure_in_the_worker_reaches_the_caller_as_a_clear_error(how, message):
     with pytest.raises(WorkerError, match=message):
         run_job("fail", how=how)

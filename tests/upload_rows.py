@@ -31,11 +31,17 @@ def rows(folder: Path) -> list[tuple[str, str, list[tuple[str, bytes]]]]:
     good = {path.name: path.read_bytes() for path in folder.iterdir()}
 
     def idx_with(images: bytes) -> list[tuple[str, bytes]]:
-        return [("train-images-idx3-ubyte.gz", images)] + [(name, data) for name, data in good.items() if not name.startswith("train-images")]
+        return [("train-images-idx3-ubyte.gz", images)] + [
+            (name, data) for name, data in good.items() if not name.startswith("train-images")
+        ]
 
-    small = datasets.Dataset("small", digits.x_train[:20], digits.y_train[:20], digits.x_test[:10], digits.y_test[:10], digits.class_names, "")
+    small = datasets.Dataset(
+        "small", digits.x_train[:20], digits.y_train[:20], digits.x_test[:10], digits.y_test[:10], digits.class_names, ""
+    )
     small_npz = datasets.save_npz(folder.parent / "twenty-images.npz", small).read_bytes()
-    one_class = datasets.Dataset("ones", digits.x_train[:5], np.zeros(5, np.int64), digits.x_test[:5], np.zeros(5, np.int64), digits.class_names, "")
+    one_class = datasets.Dataset(
+        "ones", digits.x_train[:5], np.zeros(5, np.int64), digits.x_test[:5], np.zeros(5, np.int64), digits.class_names, ""
+    )
     one_class_npz = datasets.save_npz(folder.parent / "one-class.npz", one_class).read_bytes()
     return [
         ("IDX .gz expanding to 8 GiB", "dataset", idx_with(hostile.idx_gz_8gib())),
@@ -60,17 +66,27 @@ def model_rows() -> list[tuple[str, str, list[tuple[str, bytes]]]]:
         (row, "model", [(file_name, build())])
         for row, file_name, build in (
             ("a model whose input is 20,000×20,000", "big-input.tflite", hostile_models.big_declared_input),
-            ("a 28×28 model that broadcasts to 20,000×20,000, shape hidden", "broadcast.tflite", hostile_models.broadcast_to_huge),
-            ("a 28×28 model that broadcasts to 40,000×40,000, shape hidden", "broadcast-40k.tflite",
-             lambda: hostile_models.broadcast_to_huge(40_000)),
-            ("a 28×28 model that broadcasts to 20,000×20,000, shape declared", "broadcast-declared.tflite",
-             lambda: hostile_models.broadcast_to_huge(declared=True)),
+            (
+                "a 28×28 model that broadcasts to 20,000×20,000, shape hidden",
+                "broadcast.tflite",
+                hostile_models.broadcast_to_huge,
+            ),
+            (
+                "a 28×28 model that broadcasts to 40,000×40,000, shape hidden",
+                "broadcast-40k.tflite",
+                lambda: hostile_models.broadcast_to_huge(40_000),
+            ),
+            (
+                "a 28×28 model that broadcasts to 20,000×20,000, shape declared",
+                "broadcast-declared.tflite",
+                lambda: hostile_models.broadcast_to_huge(declared=True),
+            ),
             ("a model whose output is 78,400,000 scores", "huge-output.tflite", hostile_models.huge_output),
             ("a model with 1,000 outputs", "thousand.tflite", lambda: hostile_models.outputs(1000)),
             ("a model with 1 output", "one.tflite", lambda: hostile_models.outputs(1)),
             ("a model of ~3 MB per image in a batch", "batch-bomb.tflite", hostile_models.batch_bomb),
         )
-    ]  # fmt: skip
+    ]
 
 
 # Accepted rows go on through every page that runs a model; each page's lines and peak are recorded.
@@ -94,28 +110,55 @@ def main() -> int:
         reset_peak_memory()
         if widget == "dataset":
             at.selectbox(key="dataset_select").set_value("upload").run()
-            at.file_uploader(key="dataset_upload").set_value([(name, data, "application/octet-stream") for name, data in files]).run()
+            at.file_uploader(key="dataset_upload").set_value(
+                [(name, data, "application/octet-stream") for name, data in files]
+            ).run()
             at.button(key="use_dataset").click().run()
         else:
             name, data = files[0]
             at.file_uploader(key="model_upload").set_value((name, data, "application/octet-stream")).run()
             if not any(button.key == "use_model" for button in at.button):
                 # The uploader itself takes only .keras, .h5 and .tflite: the file never reached the page.
-                out.write(json.dumps({"row": row, "errors": ["refused by the uploader's file types"], "exception": [], "said": [],
-                                      "jobs": False, "dataset": at.session_state["lab_dataset"].name,
-                                      "peak_mb": round(peak_memory_mb(), 1)}) + "\n")  # fmt: skip
+                out.write(
+                    json.dumps(
+                        {
+                            "row": row,
+                            "errors": ["refused by the uploader's file types"],
+                            "exception": [],
+                            "said": [],
+                            "jobs": False,
+                            "dataset": at.session_state["lab_dataset"].name,
+                            "peak_mb": round(peak_memory_mb(), 1),
+                        }
+                    )
+                    + "\n"
+                )
                 continue
             at.button(key="use_model").click().run()
-        said = [element.value for kind in ("error", "warning", "info", "caption", "markdown", "success") for element in getattr(at, kind)]
-        record = {"row": row, "errors": [e.value for e in at.error], "exception": [str(e.value) for e in at.exception],
-                  "said": said, "jobs": bool(at.session_state["lab_jobs"]) if "lab_jobs" in at.session_state else False,
-                  "dataset": at.session_state["lab_dataset"].name, "peak_mb": round(peak_memory_mb(), 1),
-                  "model": at.session_state["lab_model"].label if "lab_model" in at.session_state else None, "pages": {}}  # fmt: skip
+        said = [
+            element.value
+            for kind in ("error", "warning", "info", "caption", "markdown", "success")
+            for element in getattr(at, kind)
+        ]
+        record = {
+            "row": row,
+            "errors": [e.value for e in at.error],
+            "exception": [str(e.value) for e in at.exception],
+            "said": said,
+            "jobs": bool(at.session_state["lab_jobs"]) if "lab_jobs" in at.session_state else False,
+            "dataset": at.session_state["lab_dataset"].name,
+            "peak_mb": round(peak_memory_mb(), 1),
+            "model": at.session_state["lab_model"].label if "lab_model" in at.session_state else None,
+            "pages": {},
+        }
         if row in ACCEPTED:
             for path in PAGES:
                 at.switch_page(path).run()
-                record["pages"][path] = {"errors": [e.value for e in at.error], "exception": [str(e.value) for e in at.exception],
-                                         "dataframes": len(at.dataframe)}  # fmt: skip
+                record["pages"][path] = {
+                    "errors": [e.value for e in at.error],
+                    "exception": [str(e.value) for e in at.exception],
+                    "dataframes": len(at.dataframe),
+                }
             record["peak_mb"] = round(peak_memory_mb(), 1)
         out.write(json.dumps(record) + "\n")
         out.flush()

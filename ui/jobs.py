@@ -84,8 +84,10 @@ def submit(request, label: str = "") -> JobTicket | None:
         return None
     current = tickets().get(request.kind)
     if submission.how == "already" and current is not None and current.job_id == submission.job_id:
-        messages()[request.kind] = ("info", f"{KIND_TITLES[request.kind]} is already under way for this session: "
-                                            "cancel it first to start another.")  # fmt: skip
+        messages()[request.kind] = (
+            "info",
+            f"{KIND_TITLES[request.kind]} is already under way for this session: cancel it first to start another.",
+        )
         return current
     ticket = JobTicket(submission.job_id, request.kind, submission.how, request, label, time.time())
     tickets()[request.kind] = ticket
@@ -107,7 +109,10 @@ def cancel(kind: str) -> None:
     ticket = tickets().pop(kind, None)
     if ticket is not None:
         service().cancel(ticket.job_id, owner())
-        messages()[kind] = ("warning", f"{KIND_TITLES[kind]} cancelled; its worker was stopped. Nothing else in this session changed.")
+        messages()[kind] = (
+            "warning",
+            f"{KIND_TITLES[kind]} cancelled; its worker was stopped. Nothing else in this session changed.",
+        )
 
 
 # -- results landing in the session ------------------------------------------------------------
@@ -133,7 +138,10 @@ def collect() -> None:
             continue
         tickets().pop(kind, None)
         if found is None:
-            messages()[kind] = ("error", f"{KIND_TITLES[kind]} was lost: the server restarted or the job expired. Please start it again.")
+            messages()[kind] = (
+                "error",
+                f"{KIND_TITLES[kind]} was lost: the server restarted or the job expired. Please start it again.",
+            )
             continue
         if found.state != DONE:
             level = "error" if found.state == "failed" else "warning"
@@ -226,17 +234,32 @@ def _trained(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) ->
 
     request: jobs.TrainRequest = ticket.request
     origin = _provenance(ticket, found)
-    state.set_model(state.LabModel(
-        label=ticket.label, keras_bytes=outcome.model_bytes, summary=outcome.summary, keras_accuracy=outcome.keras_accuracy,
-        history=outcome.history, dataset_name=request.dataset.name,
-        dataset_digest=outcome.dataset_digest, seed=request.seed, origin=origin, class_names=request.dataset.class_names,
-    ))  # fmt: skip
+    state.set_model(
+        state.LabModel(
+            label=ticket.label,
+            keras_bytes=outcome.model_bytes,
+            summary=outcome.summary,
+            keras_accuracy=outcome.keras_accuracy,
+            history=outcome.history,
+            dataset_name=request.dataset.name,
+            dataset_digest=outcome.dataset_digest,
+            seed=request.seed,
+            origin=origin,
+            class_names=request.dataset.class_names,
+        )
+    )
     if origin == "cache":
-        messages()["train"] = ("info", f"This model came from the class's shared cache: the same training (seed {request.seed}) "
-                                       "was done before, so it was not run again. Change the seed for a run of your own.")  # fmt: skip
+        messages()["train"] = (
+            "info",
+            f"This model came from the class's shared cache: the same training (seed {request.seed}) "
+            "was done before, so it was not run again. Change the seed for a run of your own.",
+        )
     elif origin == "joined":
-        messages()["train"] = ("info", f"Another session was running the same training (seed {request.seed}); this session "
-                                       "joined it and got the same model. Change the seed for a run of your own.")  # fmt: skip
+        messages()["train"] = (
+            "info",
+            f"Another session was running the same training (seed {request.seed}); this session "
+            "joined it and got the same model. Change the seed for a run of your own.",
+        )
     else:
         messages()["train"] = ("success", f"Trained in {outcome.train_s:.1f} s. Next: Quantize.")
 
@@ -246,11 +269,17 @@ def _loaded(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> 
     from ui import state
 
     request: jobs.LoadModelRequest = ticket.request
-    state.set_model(state.LabModel(
-        label=request.file_name, keras_bytes=outcome.model_bytes, summary=outcome.summary, keras_accuracy=outcome.keras_accuracy,
-        dataset_name=request.dataset.name if request.dataset else "",
-        dataset_digest=outcome.dataset_digest, class_names=request.dataset.class_names if request.dataset else (),
-    ))  # fmt: skip
+    state.set_model(
+        state.LabModel(
+            label=request.file_name,
+            keras_bytes=outcome.model_bytes,
+            summary=outcome.summary,
+            keras_accuracy=outcome.keras_accuracy,
+            dataset_name=request.dataset.name if request.dataset else "",
+            dataset_digest=outcome.dataset_digest,
+            class_names=request.dataset.class_names if request.dataset else (),
+        )
+    )
     messages()["load"] = ("success", f"{request.file_name} loaded.")
 
 
@@ -263,15 +292,23 @@ def _converted(ticket: JobTicket, outcome: jobs.ConvertOutcome, found: JobStatus
     if model is None or model.digest != outcome.model_digest:
         messages()["convert"] = ("warning", "A conversion finished for a model this session no longer uses; it was set aside.")
         return
-    state.set_variants({
-        item.name: state.ConvertedVariant(item.name, item.tflite, item.seconds,
-                                          outcome.calibration if registry.get(item.name).needs_calibration else 0)
-        for item in outcome.files
-    })  # fmt: skip
+    state.set_variants(
+        {
+            item.name: state.ConvertedVariant(
+                item.name, item.tflite, item.seconds, outcome.calibration if registry.get(item.name).needs_calibration else 0
+            )
+            for item in outcome.files
+        }
+    )
     notes = [f"{registry.get(name).label} could not be built: {why}" for name, why in outcome.failures]
     origin = _provenance(ticket, found)
     if origin:
-        notes.append("These variants came from the class's shared cache: the same model was converted the same way before."
-                     if origin == "cache" else "Another session was converting the same model the same way; this session joined it.")
-    messages()["convert"] = ("warning" if outcome.failures else "info" if origin else "success",
-                             "\n\n".join(notes) or f"Converted {len(outcome.files)} variant(s).")  # fmt: skip
+        notes.append(
+            "These variants came from the class's shared cache: the same model was converted the same way before."
+            if origin == "cache"
+            else "Another session was converting the same model the same way; this session joined it."
+        )
+    messages()["convert"] = (
+        "warning" if outcome.failures else "info" if origin else "success",
+        "\n\n".join(notes) or f"Converted {len(outcome.files)} variant(s).",
+    )

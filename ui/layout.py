@@ -82,19 +82,25 @@ def model_fits(model: state.LabModel, dataset, page: str) -> bool:
     whether the page may use the model with this dataset: never across different classes; across
     other data of the same classes only where the page labels it (``page`` = "compare" asks)."""
     if model.class_names and tuple(model.class_names) != tuple(dataset.class_names):
-        st.error(f"This model answers with the classes of {model.dataset_name} ({', '.join(model.class_names[:4])}, …), not "
-                 f"those of {dataset.name} ({', '.join(dataset.class_names[:4])}, …): it cannot be scored or used on it. "
-                 f"Train a new model on {dataset.name}, or go back to {model.dataset_name}.")  # fmt: skip
+        st.error(
+            f"This model answers with the classes of {model.dataset_name} ({', '.join(model.class_names[:4])}, …), not "
+            f"those of {dataset.name} ({', '.join(dataset.class_names[:4])}, …): it cannot be scored or used on it. "
+            f"Train a new model on {dataset.name}, or go back to {model.dataset_name}."
+        )
         st.page_link("pages/model.py", label="Go to Model")
         return False
     if not model.dataset_digest or model.dataset_digest == dataset.digest:
         return True
-    st.warning(f"The dataset changed since this model was made: it was trained on **{model.dataset_name}**, the dataset is now "
-               f"**{dataset.name}**. Its Keras accuracy is for {model.dataset_name}. Train again on {dataset.name} for a model "
-               "of this data, or evaluate this one on it (labelled as such).")  # fmt: skip
+    st.warning(
+        f"The dataset changed since this model was made: it was trained on **{model.dataset_name}**, the dataset is now "
+        f"**{dataset.name}**. Its Keras accuracy is for {model.dataset_name}. Train again on {dataset.name} for a model "
+        "of this data, or evaluate this one on it (labelled as such)."
+    )
     if page != "compare":
         return True
-    return st.toggle(f"Evaluate this model on {dataset.name} anyway (it was trained on {model.dataset_name})", key="evaluate_other_data")
+    return st.toggle(
+        f"Evaluate this model on {dataset.name} anyway (it was trained on {model.dataset_name})", key="evaluate_other_data"
+    )
 
 
 def need_variants() -> dict:
@@ -128,7 +134,15 @@ def epoch_chart(history: list[dict]):
     epochs = [row["epoch"] for row in history]
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=epochs, y=[row["loss"] for row in history], name="loss", mode="lines+markers"))
-    figure.add_trace(go.Scatter(x=epochs, y=[row["accuracy"] for row in history], name="accuracy", mode="lines+markers", yaxis="y2"))
-    figure.update_layout(height=280, margin={"t": 30, "b": 30}, title="Training, per epoch", xaxis={"title": "epoch", "dtick": 1},
-                         yaxis={"title": "loss"}, yaxis2={"title": "accuracy", "overlaying": "y", "side": "right"})  # fmt: skip
+    figure.add_trace(
+        go.Scatter(x=epochs, y=[row["accuracy"] for row in history], name="accuracy", mode="lines+markers", yaxis="y2")
+    )
+    figure.update_layout(
+        height=280,
+        margin={"t": 30, "b": 30},
+        title="Training, per epoch",
+        xaxis={"title": "epoch", "dtick": 1},
+        yaxis={"title": "loss"},
+        yaxis2={"title": "accuracy", "overlaying": "y", "side": "right"},
+    )
     return figure

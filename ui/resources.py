@@ -36,7 +36,9 @@ def _load_dataset(name: str, attempt: int) -> datasets.LoadedDataset:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def evaluate_tflite(name: str, digest: str, _tflite: bytes, dataset_key: str, _dataset: datasets.Dataset, brought: bool = False) -> EvaluationResult:
+def evaluate_tflite(
+    name: str, digest: str, _tflite: bytes, dataset_key: str, _dataset: datasets.Dataset, brought: bool = False
+) -> EvaluationResult:
     """One variant on the whole test set (keyed by the .tflite's digest and the dataset). A file a
     person brought is evaluated in a bounded child process (core.compare.elsewhere)."""
     from core.compare import elsewhere, evaluate_variants, without_training_images  # LiteRT: not needed before Compare
@@ -57,8 +59,9 @@ def time_tflite(name: str, tflite: bytes, images: np.ndarray, threads: int, xnnp
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def layer_errors_for(name: str, digest: str, float_digest: str, _float_tflite: bytes, _tflite: bytes, dataset_key: str,
-                     _images: np.ndarray):  # fmt: skip
+def layer_errors_for(
+    name: str, digest: str, float_digest: str, _float_tflite: bytes, _tflite: bytes, dataset_key: str, _images: np.ndarray
+):
     """Per-layer error of one variant against float32 (keyed by both files' digests and the data),
     with the LiteRT Quantizer's own validation beside it for its recipes."""
     from core.compare import layer_errors_by_variant

@@ -125,7 +125,9 @@ def set_model(new_model: LabModel) -> None:
     st.session_state["lab_variants"] = {}
     st.session_state["lab_latency"] = {}
     if new_model.uploaded_tflite is not None:
-        st.session_state["lab_variants"] = {"uploaded": ConvertedVariant("uploaded", new_model.uploaded_tflite, 0.0, brought=True)}
+        st.session_state["lab_variants"] = {
+            "uploaded": ConvertedVariant("uploaded", new_model.uploaded_tflite, 0.0, brought=True)
+        }
 
 
 def set_variants(converted: dict[str, ConvertedVariant]) -> None:
