@@ -219,14 +219,15 @@ def _inspect(args) -> int:
 
 
 def _inspect_keras(data: bytes, name: str, as_json: bool, verbose: bool = False) -> int:
-    from core.worker import WorkerError, run_job
+    from core.isolation import IsolationError, run_isolated
+    from core.jobs import LoadModelRequest, run_request
 
-    try:
+    try:  # Keras (and TensorFlow) load in a process of their own, as the app's load job does
         with libraries_quiet(not verbose):
-            result = run_job("load_keras", data=data, file_name=name, dataset=None)
-    except WorkerError as error:
+            loaded = run_isolated(run_request, LoadModelRequest(name, data), timeout_s=300, what=f"loading {name}", imports=())
+    except IsolationError as error:
         raise BadInput(str(error)) from error
-    summary = result["summary"]
+    summary = loaded.value.summary
     if as_json:
         print(
             json.dumps(

@@ -1,7 +1,7 @@
 """Turning a Keras model into .tflite bytes, one builder per variant method.
 
 All conversion goes through :func:`convert`. It imports TensorFlow; the Streamlit server reaches
-it only through ``core.worker``.
+it only through the job service's workers (``core.job_service``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from core import variants as registry
 from core.progress import Progress, ProgressFn, ignore
 
 DEFAULT_CALIBRATION = 200
+QAT_TIMEOUT_S = 900  # the fine-tuning process (the convert job has its own limit around it)
 
 
 @dataclass(frozen=True)
@@ -124,22 +125,31 @@ def _quantization_aware_training(
     qat_epochs: int = 1,
     **_,
 ) -> bytes:
-    """Fine-tune a tf_keras twin with fake quantization, in its own worker process (see core.qat)."""
-    from core.qat import twin_spec
-    from core.worker import run_job
+    """Fine-tune a tf_keras twin with fake quantization, in a process of its own (see core.qat): tfmot
+    switches its whole process to legacy Keras."""
+    from core.isolation import IsolationError, run_isolated
+    from core.qat import train_and_convert, twin_spec
 
     if dataset is None:
         raise ValueError(f"{variant.name} needs the training data (pass dataset=…)")
     spec = twin_spec(model)
-    return run_job(
-        "qat",
-        progress,
-        spec=spec,
-        x_train=_model_input(model, dataset.x_train),
-        y_train=dataset.y_train,
-        calibration=_model_input(model, calibration),
-        epochs=qat_epochs,
-    )
+    x_train, calibration = _model_input(model, dataset.x_train), _model_input(model, calibration)
+    try:
+        isolated = run_isolated(
+            train_and_convert,
+            spec,
+            x_train,
+            dataset.y_train,
+            calibration,
+            qat_epochs,
+            timeout_s=QAT_TIMEOUT_S,
+            what="quantization-aware training",
+            imports=(),
+            progress=progress,
+        )
+    except IsolationError as error:
+        raise ConversionError(f"{variant.name}: {error}") from error
+    return isolated.value
 
 
 def calibration_sample(images: np.ndarray, count: int = DEFAULT_CALIBRATION, seed: int = 0) -> np.ndarray:

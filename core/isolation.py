@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from multiprocessing import popen_spawn_posix, spawn
@@ -68,9 +69,26 @@ def _mapped_bytes() -> int:
         return int(handle.read().split()[0]) * resource.getpagesize()
 
 
-def _bounded_call(function, args: tuple, memory_mb: float, imports: tuple[str, ...]) -> tuple[Any, float]:
+def exit_with_parent(parent_pid: int) -> None:
+    """A child must never outlive the process that started it, even one killed with SIGKILL: a
+    daemon thread watches the parent and ends this process when it is gone."""
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _bounded_call(
+    function, args: tuple, memory_mb: float, imports: tuple[str, ...], parent_pid: int, progress_queue=None
+) -> tuple[Any, float]:
     """Inside the child: import what the call needs, cap the address space, call, report the peak."""
     import importlib
+
+    exit_with_parent(parent_pid)
 
     # What the libraries print in the child (LiteRT's C++ log lines) is not for the person: the
     # outcome comes back as a value or an exception.
@@ -83,7 +101,7 @@ def _bounded_call(function, args: tuple, memory_mb: float, imports: tuple[str, .
         limit = _mapped_bytes() + int(memory_mb * MB)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        value = function(*args)
+        value = function(*args) if progress_queue is None else function(*args, progress=progress_queue.put)
     except RuntimeError as error:
         # LiteRT's C++ allocator, refused memory past the bound, raises an empty RuntimeError.
         if memory_mb and (not str(error).strip() or "alloc" in str(error).lower()):
@@ -93,15 +111,26 @@ def _bounded_call(function, args: tuple, memory_mb: float, imports: tuple[str, .
 
 
 def run_isolated(
-    function, *args, timeout_s: float, memory_mb: float = 0, what: str = "the work", imports: tuple[str, ...] = ("numpy",)
+    function,
+    *args,
+    timeout_s: float,
+    memory_mb: float = 0,
+    what: str = "the work",
+    imports: tuple[str, ...] = ("numpy",),
+    progress: Callable[[Any], None] | None = None,
 ) -> Isolated:
     """Run ``function(*args)`` (a module-level function; arguments and result are pickled) in a
-    fresh process. Raises :class:`IsolationError` with one line when it raises, crashes, goes past
-    its memory bound or its time limit; the function's own exception keeps its type's name."""
+    fresh process. With ``progress``, the function is also given ``progress=`` and what it reports
+    reaches ``progress`` here. Raises :class:`IsolationError` with one line when it raises (its own
+    message), crashes, goes past its memory bound or its time limit."""
     from pebble import ProcessExpired, concurrent
 
-    call = concurrent.process(timeout=timeout_s, daemon=True, context=clean_spawn_context())(_bounded_call)
-    future = call(function, args, memory_mb, imports)
+    context = clean_spawn_context()
+    reports = context.Queue() if progress is not None else None
+    call = concurrent.process(timeout=timeout_s, daemon=True, context=context)(_bounded_call)
+    future = call(function, args, memory_mb, imports, os.getpid(), reports)
+    if reports is not None:
+        _relay(future, reports, progress)
     bound = f" (it may use {memory_mb:,.0f} MB)" if memory_mb else ""
     try:
         value, peak = future.result()
@@ -115,6 +144,24 @@ def run_isolated(
         text = str(error).strip()
         raise IsolationError(text.splitlines()[0] if text else type(error).__name__) from error
     return Isolated(value, peak, memory_mb)
+
+
+def _relay(future, reports, progress: Callable[[Any], None]) -> None:
+    """Hand the child's reports to ``progress`` until it ends, then what is left in the queue."""
+    import queue
+
+    while True:
+        try:
+            progress(reports.get(timeout=0.1))
+        except queue.Empty:
+            if future.done():
+                break
+    while True:
+        try:
+            progress(reports.get_nowait())
+        except (queue.Empty, OSError, EOFError):
+            break
+    reports.close()
 
 
 def how_process_ended(exitcode: int | None, process: str = "process") -> str:

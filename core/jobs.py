@@ -17,7 +17,6 @@ kind               request -> result                                    key
                                                                         QAT epochs (+ dataset
                                                                         digest when calibrated)
 ``load``           :class:`LoadModelRequest` -> :class:`TrainOutcome`   file digest, dataset digest
-``fault``          :class:`FaultRequest` -> ``None``                    never shared (tests)
 =================  ===================================================  ==========================
 
 :func:`execute` runs inside a pool worker. TensorFlow is imported there on the first job and stays
@@ -28,9 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from core import variants as registry
 from core.datasets import Dataset, DatasetRef
@@ -76,6 +73,9 @@ class TrainRequest:
     def describe(self) -> str:
         return f"training {self.preset}, {self.epochs} epoch{'s' if self.epochs != 1 else ''} on {self.dataset.name} (seed {self.seed})"
 
+    def run(self, progress: ProgressFn = ignore):
+        return _train(self, progress)
+
 
 @dataclass(frozen=True)
 class ConvertRequest:
@@ -113,6 +113,9 @@ class ConvertRequest:
     def describe(self) -> str:
         return f"converting {len(self.variants)} variant{'s' if len(self.variants) != 1 else ''}"
 
+    def run(self, progress: ProgressFn = ignore):
+        return _convert(self, progress)
+
 
 @dataclass(frozen=True)
 class LoadModelRequest:
@@ -135,27 +138,11 @@ class LoadModelRequest:
     def describe(self) -> str:
         return f"loading {self.file_name}"
 
-
-@dataclass(frozen=True)
-class FaultRequest:
-    """Fail (or dawdle) on purpose: proves that every kind of failure reaches the caller as one line.
-
-    ``how``: "raise", "exit", "abort", "kill" (SIGKILL, as the OOM killer does), or "sleep"."""
-
-    how: str
-    seconds: float = 0.0
-    nonce: int = 0  # a distinct nonce makes an otherwise identical request distinct
-
-    kind = "fault"
-
-    def key(self) -> str:
-        return _key(self.kind, asdict(self))
-
-    def describe(self) -> str:
-        return f"fault: {self.how}"
+    def run(self, progress: ProgressFn = ignore):
+        return _load(self, progress)
 
 
-Request = TrainRequest | ConvertRequest | LoadModelRequest | FaultRequest
+Request = TrainRequest | ConvertRequest | LoadModelRequest
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -205,7 +192,7 @@ _datasets: dict[str, Dataset] = {}  # by digest: a worker reads a dataset once, 
 
 def worker_init(progress_queue, parent_pid: int) -> None:
     """Run once in every new pool worker."""
-    from core.worker import exit_with_parent
+    from core.isolation import exit_with_parent
 
     global _progress_queue
     _progress_queue = progress_queue
@@ -248,16 +235,11 @@ def _release_memory() -> None:
 
 
 def run_request(request: Request, progress: ProgressFn = ignore):
-    """Compute one request in this process (a pool worker, or a test)."""
-    if isinstance(request, TrainRequest):
-        return _train(request, progress)
-    if isinstance(request, ConvertRequest):
-        return _convert(request, progress)
-    if isinstance(request, LoadModelRequest):
-        return _load(request, progress)
-    if isinstance(request, FaultRequest):
-        return _fault(request, progress)
-    raise TypeError(f"not a job request: {type(request).__name__}")
+    """Compute one request in this process (a pool worker, or a test): each request runs itself."""
+    run = getattr(request, "run", None)
+    if run is None:
+        raise TypeError(f"not a job request: {type(request).__name__}")
+    return run(progress)
 
 
 def _train(request: TrainRequest, progress: ProgressFn) -> TrainOutcome:
@@ -319,25 +301,6 @@ def _load(request: LoadModelRequest, progress: ProgressFn) -> TrainOutcome:
         accuracy, digest = models.keras_accuracy(model, dataset.x_test, dataset.y_test), dataset.digest
     data = models.to_bytes(model)
     return TrainOutcome(data, digest_bytes(data), accuracy, models.summarize(model), dataset_digest=digest)
-
-
-def _fault(request: FaultRequest, progress: ProgressFn) -> None:
-    progress(Progress("fault", 0.5, f"about to {request.how}"))
-    if request.how == "raise":
-        raise ValueError("failing on purpose")
-    if request.how == "exit":
-        os._exit(3)
-    if request.how == "abort":
-        os.abort()
-    if request.how == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if request.how == "sleep":
-        end = time.monotonic() + request.seconds
-        while time.monotonic() < end:
-            time.sleep(0.05)
-            progress(Progress("fault", 1 - (end - time.monotonic()) / max(request.seconds, 1e-9), "sleeping"))
-        return None
-    raise ValueError(f"unknown fault {request.how!r}")
 
 
 def _modules() -> set[str]:

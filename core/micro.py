@@ -13,7 +13,7 @@ interpreter with its reference kernels), as ``core/runtime.py`` is for LiteRT. F
   LiteRT with XNNPACK, its default, whose int8 kernels requantize with their own rounding (an
   output one step apart can flip an answer on a near-tie).
 
-Every variant runs in a child process (``python -m core.micro``): a model that crashes TFLM's C++
+Every variant runs in a child process (``core.isolation``): a model that crashes TFLM's C++
 ends that child only, and becomes a row with the reason. TFLM prints from C to stdout; the child
 captures that at the file-descriptor level.
 """
@@ -21,9 +21,7 @@ captures that at the file-descriptor level.
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH_ARENA = 1024 * 1024  # the arena a variant first gets; what it needs is then recorded
 
 
@@ -111,10 +108,6 @@ def fits(result: MicroResult, board: Board) -> Fit | None:
     return Fit(board.name, ram >= 0 and flash >= 0, ram, flash)
 
 
-class MicroError(RuntimeError):
-    """TFLM could not be asked (not installed, or the child failed to start); one line."""
-
-
 # -- the parent's side ---------------------------------------------------------------------------
 
 
@@ -127,34 +120,19 @@ def measure(
     litert_xnnpack_predictions: np.ndarray | None = None,
     timeout: float = 600,
 ) -> MicroResult:
-    """One variant under TFLM, in a child process. ``litert_predictions``: LiteRT's answers on the same
-    file with its built-in kernels; ``litert_xnnpack_predictions``: with XNNPACK (optional)."""
+    """One variant under TFLM, in a child process (core.isolation). ``litert_predictions``: LiteRT's
+    answers on the same file with its built-in kernels; ``litert_xnnpack_predictions``: with XNNPACK
+    (optional). A crash or a time-out of TFLM is a row with the reason."""
+    from core.isolation import IsolationError, run_isolated
+
     xnnpack = litert_predictions if litert_xnnpack_predictions is None else litert_xnnpack_predictions
-    payload = pickle.dumps(
-        (
-            tflite,
-            np.asarray(images, np.float32),
-            np.asarray(labels),
-            np.asarray(reference_predictions),
-            np.asarray(litert_predictions),
-            np.asarray(xnnpack),
-        ),
-        protocol=pickle.HIGHEST_PROTOCOL,
-    )
-    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    arrays = [np.asarray(images, np.float32)] + [
+        np.asarray(a) for a in (labels, reference_predictions, litert_predictions, xnnpack)
+    ]
     try:
-        child = subprocess.run(
-            [sys.executable, "-m", "core.micro"], input=payload, capture_output=True, timeout=timeout, cwd=PROJECT_ROOT, env=env
-        )
-    except subprocess.TimeoutExpired:
-        return MicroResult(False, f"TFLM did not finish within {timeout:.0f} s", flash_bytes=len(tflite))
-    if child.returncode < 0:
-        return MicroResult(False, f"TFLM crashed on this model (signal {-child.returncode})", flash_bytes=len(tflite))
-    try:
-        return MicroResult(**pickle.loads(child.stdout))
-    except Exception as error:
-        tail = child.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {child.returncode}"]
-        raise MicroError(f"the TFLM child process failed: {tail[0]}") from error
+        return run_isolated(_measure_in_child, tflite, *arrays, timeout_s=timeout, what="TFLM", imports=()).value
+    except IsolationError as error:
+        return MicroResult(False, str(error), flash_bytes=len(tflite))
 
 
 def measure_arena(tflite: bytes) -> MicroResult:
@@ -261,17 +239,8 @@ def _run_child(tflite: bytes, images, labels, reference, litert, litert_xnnpack,
     )
 
 
-def _child_main() -> int:
-    tflite, images, labels, reference, litert, litert_xnnpack = pickle.load(sys.stdin.buffer)
-    channel = os.fdopen(os.dup(1), "wb")
+def _measure_in_child(tflite: bytes, images, labels, reference, litert, litert_xnnpack) -> MicroResult:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 1)  # TFLM prints its reasons and allocations from C++
         os.dup2(captured.fileno(), 2)
-        result = _run_child(tflite, images, labels, reference, litert, litert_xnnpack, captured)
-    channel.write(pickle.dumps(result.to_dict(), protocol=pickle.HIGHEST_PROTOCOL))  # plain values: this runs as __main__
-    channel.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main())
+        return _run_child(tflite, images, labels, reference, litert, litert_xnnpack, captured)

@@ -1,7 +1,7 @@
 """Keras models: the architecture presets, seeded training, and loading a user's model file.
 
 This module imports TensorFlow/Keras. The Streamlit server never imports it: it reaches these
-functions through ``core.worker``.
+functions through the job service's workers (``core.job_service``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ import pytest
 
 from core.datasets import DatasetRef, load_offline_digits, save_npz
 from core.job_service import CANCELLED, DONE, FAILED, JobService, PoolSettings
-from core.jobs import FaultRequest, TrainOutcome, TrainRequest
+from core.jobs import TrainOutcome, TrainRequest
 from tests.conftest import ROOT
+from tests.job_faults import FaultRequest
 
 
 def wait_until(condition, timeout: float = 180.0, what: str = "the condition"):
@@ -179,7 +180,7 @@ def test_no_worker_outlives_shutdown(service):
 
 def test_no_worker_outlives_a_server_killed_with_sigkill():
     code = (
-        "import sys, time; from core.job_service import JobService, PoolSettings; from core.jobs import FaultRequest\n"
+        "import sys, time; from core.job_service import JobService, PoolSettings; from tests.job_faults import FaultRequest\n"
         "s = JobService(PoolSettings(workers=2)); j = s.submit(FaultRequest('sleep', 120.0), 'a')\n"
         "while not (s.status(j.job_id).state == 'running' and len(s.worker_pids()) == 2): time.sleep(0.05)\n"
         "print(*s.worker_pids(), flush=True); time.sleep(600)\n"

@@ -1,5 +1,5 @@
 """The Streamlit layer's shared helpers: session state, cached resources, small widgets.
 
 Only the app (app.py, pages/) imports this package. It never imports TensorFlow or Keras: those run
-in the worker process that ``core.worker`` starts.
+in the job service's workers (``core.job_service``).
 """

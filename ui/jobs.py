@@ -23,7 +23,11 @@ from core import jobs
 from core.job_service import DONE, JobError, JobService, JobStatus, PoolSettings
 
 POLL_S = 0.5  # how often a page asks how its job is doing
-KIND_TITLES = {"train": "Training", "convert": "Conversion", "load": "Loading the model", "fault": "Test job"}
+KIND_TITLES = {"train": "Training", "convert": "Conversion", "load": "Loading the model"}
+
+
+def kind_title(kind: str) -> str:
+    return KIND_TITLES.get(kind, kind.capitalize())
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,13 @@ def submit(request, label: str = "") -> JobTicket | None:
     try:
         submission = service().submit(request, owner())
     except (JobError, ValueError, OSError) as error:
-        messages()[request.kind] = ("error", f"{KIND_TITLES[request.kind]} could not start: {error}")
+        messages()[request.kind] = ("error", f"{kind_title(request.kind)} could not start: {error}")
         return None
     current = tickets().get(request.kind)
     if submission.how == "already" and current is not None and current.job_id == submission.job_id:
         messages()[request.kind] = (
             "info",
-            f"{KIND_TITLES[request.kind]} is already under way for this session: cancel it first to start another.",
+            f"{kind_title(request.kind)} is already under way for this session: cancel it first to start another.",
         )
         return current
     ticket = JobTicket(submission.job_id, request.kind, submission.how, request, label, time.time())
@@ -111,7 +115,7 @@ def cancel(kind: str) -> None:
         service().cancel(ticket.job_id, owner())
         messages()[kind] = (
             "warning",
-            f"{KIND_TITLES[kind]} cancelled; its worker was stopped. Nothing else in this session changed.",
+            f"{kind_title(kind)} cancelled; its worker was stopped. Nothing else in this session changed.",
         )
 
 
@@ -140,17 +144,17 @@ def collect() -> None:
         if found is None:
             messages()[kind] = (
                 "error",
-                f"{KIND_TITLES[kind]} was lost: the server restarted or the job expired. Please start it again.",
+                f"{kind_title(kind)} was lost: the server restarted or the job expired. Please start it again.",
             )
             continue
         if found.state != DONE:
             level = "error" if found.state == "failed" else "warning"
-            messages()[kind] = (level, f"{KIND_TITLES[kind]} did not finish: {found.error}")
+            messages()[kind] = (level, f"{kind_title(kind)} did not finish: {found.error}")
         elif kind in APPLY:
             try:
                 APPLY[kind](ticket, service().result(ticket.job_id), found)
             except Exception as error:  # a result that cannot be used must not break every page
-                messages()[kind] = ("error", f"{KIND_TITLES[kind]} finished, but its result could not be used: {error}")
+                messages()[kind] = ("error", f"{kind_title(kind)} finished, but its result could not be used: {error}")
         service().release(ticket.job_id, owner())
 
 
@@ -188,7 +192,7 @@ def _live_panel(kind: str, chart) -> None:
     found = status(kind)
     if found is None or not found.active:
         st.rerun()  # the job ended: run the whole app, so its result lands everywhere
-    title = KIND_TITLES[kind]
+    title = kind_title(kind)
     if found.state == "queued":
         st.info(f"{title}: {describe(found)}. It starts by itself; you can use the other pages meanwhile.")
     else:
@@ -214,7 +218,7 @@ def _sidebar_live() -> None:
         found = status(kind)
         if found is None or not found.active:
             st.rerun()
-        lines.append(f"**{KIND_TITLES[kind]}**: {describe(found)}")
+        lines.append(f"**{kind_title(kind)}**: {describe(found)}")
     st.caption("Running for this session")
     st.markdown("\n\n".join(lines))
 
