@@ -40,7 +40,9 @@ class VariantMeasurement:
 
 
 def reference_first(names) -> list[str]:
-    return sorted(names, key=lambda name: name != registry.REFERENCE)
+    names = list(names)
+    reference = registry.reference_of(names)
+    return [reference] + [name for name in names if name != reference]
 
 
 def _chunk_probabilities(tflite: bytes, images: np.ndarray, threads: int, xnnpack: bool) -> tuple[np.ndarray, float]:
@@ -76,7 +78,7 @@ class ParallelEvaluation:
         ]
 
     def results(self, progress: ProgressFn = ignore) -> dict[str, EvaluationResult]:
-        """Wait for every submitted variant; agreement is against float32 (else the first)."""
+        """Wait for every submitted variant; agreement is against the reference (variants.reference_of)."""
         total = sum(len(parts) for parts in self.futures.values())
         for done, _ in enumerate(as_completed([f for parts in self.futures.values() for f in parts]), start=1):
             progress(
@@ -157,15 +159,27 @@ def time_variants(
 ) -> dict[str, VariantMeasurement]:
     """Time each variant alone, one at a time, with nothing else running: a single-image invoke
     (``runs`` times after warm-up) and batched throughput over ``throughput_images``."""
-    results: dict[str, VariantMeasurement] = {}
+    timings = {}
     for index, name in enumerate(tflites):
         progress(Progress("benchmark", index / len(tflites), f"timing {name}: {runs:,} single-image invokes"))
-        latency, throughput = time_variant(tflites[name], throughput_images, threads, xnnpack, runs, name)
-        results[name] = VariantMeasurement(
-            name, len(tflites[name]), evaluations[name], latency, throughput, (convert_seconds or {}).get(name, float("nan"))
-        )
+        timings[name] = time_variant(tflites[name], throughput_images, threads, xnnpack, runs, name)
     progress(Progress("benchmark", 1.0, "measured"))
-    return results
+    return combine(tflites, evaluations, timings, convert_seconds)
+
+
+def combine(
+    tflites: dict[str, bytes],
+    evaluations: dict[str, EvaluationResult],
+    timings: dict[str, tuple[LatencyStats, float]],
+    convert_seconds: dict[str, float] | None = None,
+) -> dict[str, VariantMeasurement]:
+    """Each variant's size, evaluation and timing as one VariantMeasurement (the CLI and Compare alike)."""
+    return {
+        name: VariantMeasurement(
+            name, len(tflites[name]), evaluations[name], *timings[name], (convert_seconds or {}).get(name, float("nan"))
+        )
+        for name in tflites
+    }
 
 
 def layer_errors_by_variant(tflites: dict[str, bytes], images: np.ndarray, progress: ProgressFn = ignore) -> dict[str, list]:

@@ -148,16 +148,26 @@ def litert_answers(tflite: bytes, images: np.ndarray, xnnpack: bool) -> np.ndarr
     return np.argmax(LiteModel(tflite, xnnpack=xnnpack).predict_logits(images), axis=-1)
 
 
-def measure_all(tflites: dict[str, bytes], images: np.ndarray, labels: np.ndarray, progress=None) -> dict[str, MicroResult]:
-    """Every variant under TFLM; LiteRT's answers on the same files are the comparison."""
-    builtin = {name: litert_answers(data, images, xnnpack=False) for name, data in tflites.items()}
-    xnnpack = {name: litert_answers(data, images, xnnpack=True) for name, data in tflites.items()}
-    reference = xnnpack.get("float32", next(iter(xnnpack.values())))  # float32 as Compare scores it
+def measure_all(
+    tflites: dict[str, bytes], images: np.ndarray, labels: np.ndarray, progress=None, measure_one=None, answers=None
+) -> dict[str, MicroResult]:
+    """Every variant under TFLM; LiteRT's answers on the same files are the comparison.
+
+    ``measure_one(name, tflite, images, labels, reference, builtin, xnnpack)`` and
+    ``answers(name, tflite, images, xnnpack)`` default to :func:`measure` and :func:`litert_answers`;
+    the app passes its cached versions of the same calls."""
+    from core.variants import reference_of
+
+    measure_one = measure_one or (lambda name, *args: measure(*args))
+    answers = answers or (lambda name, tflite, images, xnnpack: litert_answers(tflite, images, xnnpack))
+    reference_name = reference_of(tflites)
+    reference = answers(reference_name, tflites[reference_name], images, True)  # the reference as Compare scores it
     results = {}
     for index, (name, data) in enumerate(tflites.items()):
         if progress:
             progress(index, len(tflites), name)
-        results[name] = measure(data, images, labels, reference, builtin[name], xnnpack[name])
+        builtin, xnnpack = answers(name, data, images, False), answers(name, data, images, True)
+        results[name] = measure_one(name, data, images, labels, reference, builtin, xnnpack)
     return results
 
 

@@ -129,19 +129,10 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
         timings_s=timings,
         env=environment(config.threads, tensorflow=tf.__version__) | {"keras": keras.__version__},
         keras_latency_us=keras_us,
-        extras=_extras(tflites, errors, micro_results),
+        layer_errors=errors,
+        micro=micro_results,
     )
     return RunResult(report, loaded.notice, models.to_bytes(model), tflites, measurements)
-
-
-def _extras(tflites: dict, errors: dict, micro_results: dict) -> dict:
-    return {
-        name: {
-            **({"layer_errors": [error.to_dict() for error in errors[name]]} if name in errors else {}),
-            **({"tflm": micro_results[name].to_dict()} if name in micro_results else {}),
-        }
-        for name in tflites
-    }
 
 
 def _micro(config: RunConfig, tflites: dict, dataset, timings: dict, progress: ProgressFn) -> dict:
@@ -188,6 +179,6 @@ def _run_tflite(config: RunConfig, loaded, timings: dict, start: float, progress
         measurements=measurements,
         timings_s=timings,
         env=environment(config.threads),
-        extras=_extras(tflites, {}, micro_results),
+        micro=micro_results,
     )
     return RunResult(report, loaded.notice, b"", tflites, measurements)

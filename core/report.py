@@ -89,13 +89,24 @@ def build_report(
     measurements: dict[str, VariantMeasurement],
     timings_s: dict,
     env: dict,
-    extras: dict[str, dict] | None = None,
+    layer_errors: dict[str, list] | None = None,
+    micro: dict | None = None,
     keras_latency_us: dict | None = None,
 ) -> dict:
+    """The one report, for ``core run --json`` and the app's export alike: every variant's row, with its
+    per-layer errors and its TensorFlow Lite Micro results (``tflm``) where they were measured."""
+    layer_errors, micro = layer_errors or {}, micro or {}
+    extras = {
+        name: {
+            **({"layer_errors": [error.to_dict() for error in layer_errors[name]]} if name in layer_errors else {}),
+            **({"tflm": micro[name].to_dict()} if name in micro else {}),
+        }
+        for name in measurements
+    }
     report = {
         "dataset": dataset,
         "model": model,
-        "variants": [variant_row(measurements, name, (extras or {}).get(name)) for name in measurements],
+        "variants": [variant_row(measurements, name, extras[name]) for name in measurements],
         "timings_s": {key: _number(value, 3) for key, value in timings_s.items()},
         "environment": env,
     }

@@ -74,6 +74,16 @@ class Variant:
 
 REFERENCE = "float32"
 
+
+def reference_of(names) -> str:
+    """The variant every other is measured against: float32, else (an uploaded .tflite alone) the first.
+    The one place that decides it."""
+    names = list(names)
+    if not names:
+        raise ValueError("no variants to choose a reference from")
+    return REFERENCE if REFERENCE in names else names[0]
+
+
 # How each method is presented, in this order, wherever variants are listed by kind.
 METHOD_TITLES = {
     METHOD_TFLITE_CONVERTER: "After training: TensorFlow's TFLiteConverter",

@@ -9,52 +9,31 @@ import streamlit as st
 
 from core import micro
 from core.export_c import to_c
-from ui import state
-from ui.layout import markdown_table, model_fits, need_model, need_variants, through_the_app, variant_label
+from ui import charts, resources, state
+from ui.layout import markdown_table, model_fits, need_model, need_variants, remembered_widget, through_the_app, variant_label
 
 through_the_app()
 st.title("Deploy")
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def measured(
-    name: str, digest: str, dataset_digest: str, _tflite: bytes, _images, _labels, _reference, _litert, _xnnpack
-) -> dict:
-    """One variant under TFLite Micro, in a child process (keyed by the file's and the data's digests)."""
-    return micro.measure(_tflite, _images, _labels, _reference, _litert, _xnnpack).to_dict()
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def litert_answers(digest: str, dataset_digest: str, xnnpack: bool, _tflite: bytes, _images, brought: bool = False):
-    """LiteRT's answers on the same file; a file a person brought runs in a bounded child process."""
-    if brought:
-        from core.compare import elsewhere
-
-        return elsewhere(micro.litert_answers, _tflite, _images, xnnpack, what="LiteRT's answers for the comparison")
-    return micro.litert_answers(_tflite, _images, xnnpack)
-
-
 def measure_ui(converted: dict, dataset) -> dict[str, micro.MicroResult]:
-    images, labels = dataset.x_test, dataset.y_test
-    reference_name = "float32" if "float32" in converted else next(iter(converted))
+    """core.micro.measure_all through the app's caches; the results also go to the session's report."""
     bar = st.progress(0.0, text="TensorFlow Lite Micro runs every variant on the test set (reference kernels)…")
-    reference = litert_answers(
-        converted[reference_name].digest,
-        dataset.digest,
-        True,
-        converted[reference_name].tflite,
-        images,
-        converted[reference_name].brought,
-    )
-    results = {}
-    for index, (name, item) in enumerate(converted.items()):
-        bar.progress(index / len(converted), text=f"TFLite Micro: {name} on {len(images):,} test images…")
-        builtin = litert_answers(item.digest, dataset.digest, False, item.tflite, images, item.brought)
-        xnnpack = litert_answers(item.digest, dataset.digest, True, item.tflite, images, item.brought)
-        results[name] = micro.MicroResult(
-            **measured(name, item.digest, dataset.digest, item.tflite, images, labels, reference, builtin, xnnpack)
-        )
+    digest = dataset.digest
+
+    def answers(name, tflite, images, xnnpack):
+        return resources.litert_answers(converted[name].digest, digest, xnnpack, tflite, images, converted[name].brought)
+
+    def measure_one(name, tflite, *arrays):
+        return resources.micro_result(converted[name].digest, digest, tflite, *arrays)
+
+    def progress(index, count, name):
+        bar.progress(index / count, text=f"TFLite Micro: {name} on {dataset.test_size:,} test images…")
+
+    tflites = {name: item.tflite for name, item in converted.items()}
+    results = micro.measure_all(tflites, dataset.x_test, dataset.y_test, progress, measure_one, answers)
     bar.empty()
+    state.set_micro_results(converted, digest, results)
     return results
 
 
@@ -66,25 +45,10 @@ def targets_ui() -> list[micro.Board]:
     boards = [board for board in micro.BOARDS if board.name in picked]
     with st.expander("A board of your own"):
         left, right = st.columns(2)
-        ram = left.number_input(
-            "RAM (KB)",
-            min_value=0,
-            max_value=1_000_000,
-            value=state.remembered("custom_ram", 0),
-            key="custom_ram",
-            on_change=state.remember,
-            args=("custom_ram",),
-            help="0 = no custom board",
+        ram = remembered_widget(
+            left.number_input, "RAM (KB)", "custom_ram", 0, min_value=0, max_value=1_000_000, help="0 = no custom board"
         )
-        flash = right.number_input(
-            "Flash (KB)",
-            min_value=0,
-            max_value=10_000_000,
-            value=state.remembered("custom_flash", 0),
-            key="custom_flash",
-            on_change=state.remember,
-            args=("custom_flash",),
-        )
+        flash = remembered_widget(right.number_input, "Flash (KB)", "custom_flash", 0, min_value=0, max_value=10_000_000)
         if ram and flash:
             boards.append(micro.Board("Your board", "custom", int(ram) * 1024, int(flash) * 1024, "your figures"))
     st.caption(
@@ -133,50 +97,6 @@ def table_ui(results: dict[str, micro.MicroResult], boards: list[micro.Board]) -
         "from LiteRT's built-in kernels (the same integer arithmetic), and in brackets from LiteRT with XNNPACK, whose "
         "int8 kernels round their requantization their own way."
     )
-
-
-def chart_ui(results: dict[str, micro.MicroResult], boards: list[micro.Board]) -> None:
-    import plotly.graph_objects as go
-
-    running = {name: result for name, result in results.items() if result.runs}
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=[r.flash_bytes / 1024 for r in running.values()],
-            y=[r.arena_bytes / 1024 for r in running.values()],
-            text=list(running),
-            mode="markers+text",
-            textposition="top center",
-            name="variants",
-            marker={"size": 12, "color": "#ff6f00"},
-        )
-    )
-    for board in boards:
-        figure.add_shape(
-            type="rect",
-            x0=0,
-            y0=0,
-            x1=board.flash_bytes / 1024,
-            y1=board.ram_bytes / 1024,
-            line={"dash": "dot"},
-            fillcolor="rgba(46,125,50,0.04)",
-        )
-        figure.add_annotation(
-            x=board.flash_bytes / 1024,
-            y=board.ram_bytes / 1024,
-            text=board.name,
-            showarrow=False,
-            xanchor="right",
-            yanchor="top",
-            font={"size": 10},
-        )
-    figure.update_layout(
-        title="RAM (arena) against flash (model), with each board's limits",
-        height=460,
-        xaxis={"title": "flash, KB (log)", "type": "log"},
-        yaxis={"title": "RAM, KB (log)", "type": "log"},
-    )
-    st.plotly_chart(figure, key="chart_deploy")
 
 
 def refusals_ui(results: dict[str, micro.MicroResult]) -> None:
@@ -245,6 +165,6 @@ if model is not None and converted:
         else:
             boards = targets_ui()
             table_ui(results, boards)
-            chart_ui(results, boards)
+            st.plotly_chart(charts.ram_flash_figure(results, boards), key="chart_deploy")
             refusals_ui(results)
             export_ui(converted, results)

@@ -16,7 +16,7 @@ from core.jobs import LoadModelRequest, TrainRequest
 from core.runtime import RuntimeModelError, check_model
 from ui import jobs as jobs_ui
 from ui import state
-from ui.layout import epoch_chart, markdown_table, model_fits, notice, through_the_app
+from ui.layout import epoch_chart, markdown_table, model_fits, notice, remembered_widget, through_the_app
 from ui.resources import load_dataset
 
 DATASET_LABELS = {
@@ -48,15 +48,12 @@ def dataset_ui() -> tuple[datasets.Dataset, state.DatasetChoice]:
             except DatasetError as error:
                 st.error(f"These files cannot be used: {error}")
             else:
-                st.session_state["lab_uploaded_dataset"] = uploaded
-                st.session_state["lab_dataset"] = state.DatasetChoice(
-                    "upload", "", upload_label=uploaded.name, requested="upload"
-                )
+                state.use_uploaded_dataset(uploaded)
                 st.rerun()
     elif picked != current:
         loaded = load_dataset(picked)
-        st.session_state["lab_dataset"] = state.DatasetChoice(
-            loaded.dataset.name if loaded.notice else picked, loaded.notice, requested=picked
+        state.choose_dataset(
+            state.DatasetChoice(loaded.dataset.name if loaded.notice else picked, loaded.notice, requested=picked)
         )
         st.rerun()
     return state.current_dataset()
@@ -107,25 +104,15 @@ def train_ui(dataset: datasets.Dataset) -> None:
     left.caption(models.PRESETS[preset].description)
     # One pass over MNIST's 60,000 images is plenty; the 1,438 offline digits need a dozen.
     suggested = int(np.clip(20_000 // max(dataset.train_size, 1), 1, 15))
-    epochs = middle.number_input(
-        "Epochs",
-        min_value=1,
-        max_value=30,
-        value=state.remembered("epochs", suggested),
-        step=1,
-        key="epochs",
-        on_change=state.remember,
-        args=("epochs",),
-    )
-    seed = right.number_input(
+    epochs = remembered_widget(middle.number_input, "Epochs", "epochs", suggested, min_value=1, max_value=30, step=1)
+    seed = remembered_widget(
+        right.number_input,
         "Seed",
+        "seed",
+        0,
         min_value=0,
         max_value=2**31 - 1,
-        value=state.remembered("seed", 0),
         step=1,
-        key="seed",
-        on_change=state.remember,
-        args=("seed",),
         help="Training with the same data, architecture, epochs and seed gives the same model: the "
         "server computes it once for the whole class. Change the seed for a run of your own.",
     )

@@ -180,3 +180,20 @@ def test_a_model_job_lands_with_the_class_names_of_its_data(lab_state):
     settle(at)
     trained = at.session_state["lab_model"]
     assert trained.class_names == datasets.DIGIT_CLASSES and trained.dataset_digest == datasets.load_offline_digits().digest
+
+
+def test_the_apps_export_carries_tflite_micro_after_deploy_with_the_fields_core_run_writes(lab_state):
+    """One builder (core.report.build_report) for the app's export and `core run --json`: after Deploy has
+    measured the variants, Compare's export carries each one's `tflm` object."""
+    at = page("pages/deploy.py", lab_state)
+    assert not at.exception
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    from core.micro import MicroResult
+    from core.report import to_json
+
+    report = json.loads(to_json(at.session_state["lab_report"]))
+    assert schema_errors(report) == []
+    assert all(set(row["tflm"]) == set(MicroResult.__dataclass_fields__) for row in report["variants"]), report["variants"][0]
+    assert any(row["tflm"]["runs"] for row in report["variants"]) and not all(row["tflm"]["runs"] for row in report["variants"])
+    assert any("TensorFlow Lite Micro's results from the Deploy page" in c.value for c in at.caption)

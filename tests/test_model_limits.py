@@ -137,9 +137,9 @@ def test_the_cli_compares_an_accepted_tflite_as_it_is(tmp_path):
 
 
 def test_a_session_holds_interpreters_within_its_budget_releasing_the_oldest_first():
-    from ui.state import DrawState
+    from core.live import LiveModels
 
-    draw = DrawState()
+    draw = LiveModels()
     data = hostile_models.batch_bomb()
     released = []
     for index in range(12):  # ~6 MB each at one image: the 64 MB budget holds 10

@@ -111,6 +111,12 @@ def need_variants() -> dict:
     return converted
 
 
+def remembered_widget(widget, label: str, key: str, default, **options):
+    """A widget whose value survives page switches (state.remembered): ``widget`` is e.g. ``st.slider``
+    or ``column.toggle``; ``options`` are its other arguments."""
+    return widget(label, value=state.remembered(key, default), key=key, on_change=state.remember, args=(key,), **options)
+
+
 def variant_label(name: str) -> str:
     from core import variants
 

@@ -35,17 +35,20 @@ def _load_dataset(name: str, attempt: int) -> datasets.LoadedDataset:
     return datasets.load(name)
 
 
+def evaluate_all(converted: dict, dataset: datasets.Dataset) -> dict[str, EvaluationResult]:
+    """Every variant on the whole test set, agreement against the reference (core.compare.evaluate_variants),
+    cached by the files' and the data's digests."""
+    key = tuple((name, item.digest, item.brought) for name, item in converted.items())
+    return _evaluate_all(key, {name: item.tflite for name, item in converted.items()}, dataset.digest, dataset)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
-def evaluate_tflite(
-    name: str, digest: str, _tflite: bytes, dataset_key: str, _dataset: datasets.Dataset, brought: bool = False
-) -> EvaluationResult:
-    """One variant on the whole test set (keyed by the .tflite's digest and the dataset). A file a
-    person brought is evaluated in a bounded child process (core.compare.elsewhere)."""
+def _evaluate_all(key: tuple, _tflites: dict, dataset_key: str, _dataset: datasets.Dataset) -> dict[str, EvaluationResult]:
     from core.compare import elsewhere, evaluate_variants, without_training_images  # LiteRT: not needed before Compare
 
-    if brought:
-        return elsewhere(evaluate_variants, {name: _tflite}, without_training_images(_dataset), what=f"evaluating {name}")[name]
-    return evaluate_variants({name: _tflite}, _dataset)[name]
+    if any(brought for _, _, brought in key):  # a file a person brought: in a bounded child process
+        return elsewhere(evaluate_variants, _tflites, without_training_images(_dataset), what="evaluating your model")
+    return evaluate_variants(_tflites, _dataset)
 
 
 def time_tflite(name: str, tflite: bytes, images: np.ndarray, threads: int, xnnpack: bool, runs: int, brought: bool = False):
@@ -74,3 +77,24 @@ def inspect_for(digest: str, _tflite: bytes):
     from core.inspect import inspect_tflite
 
     return inspect_tflite(_tflite)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def micro_result(digest: str, dataset_digest: str, _tflite: bytes, _images, _labels, _reference, _litert, _xnnpack):
+    """One variant under TFLite Micro, in a child process (core.micro.measure), keyed by the file's and the data's digests."""
+    from core import micro
+
+    return micro.measure(_tflite, _images, _labels, _reference, _litert, _xnnpack)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def litert_answers(digest: str, dataset_digest: str, xnnpack: bool, _tflite: bytes, _images, brought: bool = False):
+    """LiteRT's answers on the same file, for TFLite Micro's comparison; a file a person brought runs in a
+    bounded child process."""
+    from core import micro
+
+    if brought:
+        from core.compare import elsewhere
+
+        return elsewhere(micro.litert_answers, _tflite, _images, xnnpack, what="LiteRT's answers for the comparison")
+    return micro.litert_answers(_tflite, _images, xnnpack)

@@ -10,6 +10,12 @@ Keys (one place to look):
   measured on Compare;
 * ``lab_report``: the last comparison report Compare exported (``core.report.build_report``);
 * ``lab_compared``: whether Compare has run (Home's next step);
+* ``lab_micro``: ``(variants' digests, dataset digest, {name: MicroResult})``, TensorFlow Lite Micro's
+  results as Deploy last measured them; Compare's export carries them when they are of its variants;
+* ``lab_uploaded_dataset``: the :class:`~core.datasets.Dataset` the person uploaded;
+* ``lab_drawing``, ``lab_drawing_start``: the canvas's strokes (kept for the next visit to Draw), and
+  what the canvas was started with on this visit; ``lab_digit``: the 28×28 image of the last drawing;
+* ``pref_*``: a widget's last value, kept across page switches (:func:`remembered`);
 * ``lab_jobs``: ``{kind: JobTicket}``, this session's jobs still under way (see ``ui.jobs``);
 * ``lab_job_messages``: ``{kind: (level, text)}``, the last word on each kind of job;
 * ``lab_uploaded_ref``: the :class:`~core.datasets.DatasetRef` of the session's uploaded dataset,
@@ -23,15 +29,14 @@ Keys (one place to look):
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import streamlit as st
 
-from core import limits
 from core.datasets import DATASET_NAMES, Dataset, DatasetRef, LoadedDataset, save_npz
+from core.live import LiveModels
 from core.models import ModelSummary
 
 
@@ -82,27 +87,6 @@ class ConvertedVariant:
         return hashlib.sha1(self.tflite).hexdigest()[:16]
 
 
-@dataclass
-class DrawState:
-    models: OrderedDict = field(default_factory=OrderedDict)  # name -> (digest, LiteModel), oldest first
-    latencies_us: dict = field(default_factory=dict)  # name -> list of invoke times
-
-    def held_bytes(self) -> int:
-        return sum(model.memory_bytes for _, model in self.models.values())
-
-    def hold(self, name: str, digest: str, model) -> list[str]:
-        """Keep an interpreter for this session; release the oldest ones while the session holds more
-        than limits.SESSION_INTERPRETER_BYTES. Returns the names released."""
-        self.models[name] = (digest, model)
-        self.models.move_to_end(name)
-        released = []
-        while self.held_bytes() > limits.SESSION_INTERPRETER_BYTES and len(self.models) > 1:
-            oldest = next(iter(self.models))
-            del self.models[oldest]
-            released.append(oldest)
-        return released
-
-
 def get(key: str, default=None):
     return st.session_state.get(key, default)
 
@@ -135,8 +119,8 @@ def set_variants(converted: dict[str, ConvertedVariant]) -> None:
     st.session_state["lab_latency"] = {}
 
 
-def draw_state() -> DrawState:
-    return st.session_state.setdefault("lab_draw", DrawState())
+def draw_state() -> LiveModels:
+    return st.session_state.setdefault("lab_draw", LiveModels())
 
 
 def remembered(key: str, default):
@@ -182,3 +166,54 @@ def current_dataset() -> tuple[Dataset, DatasetChoice]:
         choice = DatasetChoice("digits", "Your uploaded dataset is gone (the session restarted); using the offline digits.")
         st.session_state["lab_dataset"] = choice
     return load_dataset(choice.name).dataset, choice
+
+
+def latency_cache() -> dict:
+    return st.session_state.setdefault("lab_latency", {})
+
+
+def set_report(report: dict) -> None:
+    st.session_state["lab_report"] = report
+    st.session_state["lab_compared"] = True
+
+
+def micro_results(converted: dict, dataset_digest: str) -> dict:
+    """TFLite Micro's results, if Deploy measured these very variants on this dataset; else {}."""
+    saved = st.session_state.get("lab_micro")
+    key = (tuple((name, item.digest) for name, item in converted.items()), dataset_digest)
+    return saved[1] if saved is not None and saved[0] == key else {}
+
+
+def set_micro_results(converted: dict, dataset_digest: str, results: dict) -> None:
+    st.session_state["lab_micro"] = ((tuple((name, item.digest) for name, item in converted.items()), dataset_digest), results)
+
+
+def use_uploaded_dataset(dataset: Dataset) -> None:
+    st.session_state["lab_uploaded_dataset"] = dataset
+    st.session_state["lab_dataset"] = DatasetChoice("upload", "", upload_label=dataset.name, requested="upload")
+
+
+def choose_dataset(choice: DatasetChoice) -> None:
+    st.session_state["lab_dataset"] = choice
+
+
+def drawing_start():
+    """The strokes to start the canvas with: the last drawing, taken when the page is entered."""
+    st.session_state["lab_drawing_start"] = st.session_state.get("lab_drawing")
+    return st.session_state["lab_drawing_start"]
+
+
+def canvas_start():
+    return st.session_state.get("lab_drawing_start")
+
+
+def keep_drawing(strokes) -> None:
+    st.session_state["lab_drawing"] = strokes
+
+
+def digit():
+    return st.session_state.get("lab_digit")
+
+
+def set_digit(image) -> None:
+    st.session_state["lab_digit"] = image

@@ -1,0 +1,232 @@
+"""The app's charts: each function turns core's results into a plotly figure and draws nothing itself.
+
+Pages place the figures; keeping the figure code here keeps the pages to widgets, core calls and
+layout. pandas and plotly are imported by the pages that draw (Compare, Deploy), never by Model or
+Quantize, which keeps the server lighter while a worker trains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from core import variants as registry
+
+# -- Compare: side by side ------------------------------------------------------------------------------
+
+
+def measurements_frame(measurements: dict, reference: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "variant": name,
+                "bytes": m.size_bytes,
+                "accuracy": m.accuracy,
+                "agreement": m.agreement,
+                "p50 µs": m.latency.p50_us,
+                "p90 µs": m.latency.p90_us,
+                "p99 µs": m.latency.p99_us,
+                f"× {reference}": m.size_bytes / measurements[reference].size_bytes,
+            }
+            for name, m in measurements.items()
+        ]
+    )
+
+
+def size_figure(frame: pd.DataFrame) -> go.Figure:
+    figure = px.bar(frame, x="variant", y="bytes", text="bytes", title="File size")
+    figure.update_traces(texttemplate="%{text:,}")
+    return figure
+
+
+def accuracy_figure(frame: pd.DataFrame) -> go.Figure:
+    low, high = frame["accuracy"].min(), frame["accuracy"].max()
+    pad = max(0.002, (high - low) * 0.5)
+    figure = px.bar(frame, x="variant", y="accuracy", text="accuracy", title="Test accuracy (axis zoomed to the differences)")
+    figure.update_traces(texttemplate="%{text:.4f}")
+    figure.update_yaxes(range=[max(0.0, low - pad), min(1.0, high + pad)], tickformat=".3f")
+    return figure
+
+
+def latency_figure(measurements: dict) -> go.Figure:
+    figure = go.Figure()
+    for name, m in measurements.items():
+        figure.add_trace(go.Box(y=m.latency.samples_us, name=name, boxpoints=False))
+    runs = len(next(iter(measurements.values())).latency.samples_us)
+    figure.update_layout(title=f"Single-image latency, {runs:,} runs each (µs, log scale)", yaxis_type="log", showlegend=False)
+    return figure
+
+
+def tradeoff_figure(frame: pd.DataFrame) -> go.Figure:
+    figure = px.scatter(frame, x="bytes", y="accuracy", text="variant", title="Accuracy against size", size_max=12)
+    figure.update_traces(textposition="top center", marker={"size": 12})
+    return figure
+
+
+def confusion_figure(matrix: np.ndarray, class_names, name: str) -> go.Figure:
+    figure = px.imshow(
+        matrix,
+        x=list(class_names),
+        y=list(class_names),
+        text_auto=True,
+        color_continuous_scale="Blues",
+        labels={"x": "predicted", "y": "true", "color": "images"},
+        title=f"Confusion matrix: {name}",
+    )
+    figure.update_xaxes(dtick=1)
+    figure.update_yaxes(dtick=1)
+    return figure
+
+
+# -- Compare: where the error comes from --------------------------------------------------------------
+
+
+def layer_frame(errors: dict[str, list]) -> pd.DataFrame:
+    """One row per (variant, layer); identical layers (no error) are shown at the top of the scale."""
+    rows = [
+        {
+            "variant": name,
+            "layer": f"{position}. {error.op}",
+            "tensor": error.tensor,
+            "rmse": error.rmse,
+            "snr_db": error.snr_db,
+            "LiteRT Quantizer's own SNR": error.validator_snr_db,
+        }
+        for name, found in errors.items()
+        for position, error in enumerate(found, start=1)
+    ]
+    frame = pd.DataFrame(rows)
+    ceiling = max(100.0, float(frame["snr_db"].max(skipna=True) or 0) + 10)
+    frame["snr_shown"] = frame["snr_db"].fillna(ceiling)
+    return frame
+
+
+def ranked_layers_figure(ranked: pd.DataFrame, name: str) -> go.Figure:
+    figure = px.bar(
+        ranked,
+        x="snr_shown",
+        y="layer",
+        orientation="h",
+        hover_data=["tensor", "rmse", "snr_db", "LiteRT Quantizer's own SNR"],
+        title=f"{name}: layers ranked by error (worst at the top)",
+        labels={"snr_shown": "SNR (dB)"},
+    )
+    figure.update_yaxes(categoryorder="array", categoryarray=list(ranked["layer"])[::-1])
+    return figure
+
+
+def layers_heatmap(frame: pd.DataFrame, reference: str) -> go.Figure:
+    grid = frame.pivot_table(index="variant", columns="layer", values="snr_shown", sort=False)
+    return px.imshow(
+        grid,
+        text_auto=".0f",
+        aspect="auto",
+        color_continuous_scale="RdYlGn",
+        labels={"color": "SNR dB"},
+        title=f"Every variant, every layer (SNR in dB; green = close to {reference})",
+    )
+
+
+# -- Compare: model anatomy -------------------------------------------------------------------------------
+
+
+def anatomy_figure(inspections: dict) -> go.Figure:
+    rows = []
+    for name, inspection in inspections.items():
+        for dtype, size in inspection.weights_by_dtype().items():
+            rows.append({"variant": name, "part": f"weights ({dtype})", "bytes": size})
+        rows.append({"variant": name, "part": "graph, metadata, padding", "bytes": inspection.other_bytes})
+    return px.bar(
+        pd.DataFrame(rows),
+        x="variant",
+        y="bytes",
+        color="part",
+        title="What the bytes are",
+        category_orders={"variant": list(inspections)},
+    )
+
+
+def why_dynamic_is_not_4x(inspections: dict) -> str:
+    reference, dynamic = inspections.get(registry.REFERENCE), inspections.get("dynamic")
+    if reference is None or dynamic is None:
+        return ""
+    return (
+        f"Why dynamic range gives {reference.size_bytes / dynamic.size_bytes:.1f}×, not 4×: its weights shrink "
+        f"{reference.weights_bytes / max(dynamic.weights_bytes, 1):.1f}× (biases and small kernels stay float32 or int32), "
+        f"and the {dynamic.other_bytes:,} bytes of graph and metadata do not shrink at all."
+    )
+
+
+def tensor_bytes_figure(inspection, name: str) -> go.Figure:
+    rows = [
+        {"tensor": t.name[:60], "bytes": t.bytes, "dtype": t.dtype, "shape": str(list(t.shape))}
+        for t in inspection.tensors
+        if t.is_weight
+    ]
+    rows.append({"tensor": "(graph, metadata, padding)", "bytes": inspection.other_bytes, "dtype": "rest", "shape": ""})
+    detail = pd.DataFrame(rows).sort_values("bytes")
+    return px.bar(
+        detail, x="bytes", y="tensor", color="dtype", orientation="h", hover_data=["shape"], title=f"{name}: bytes by tensor"
+    )
+
+
+# -- Deploy ------------------------------------------------------------------------------------------
+
+
+def log_range(values: list[float]) -> list[float]:
+    """A log axis's range (in decades, as plotly wants it) that fits every positive value with a margin."""
+    positive = [value for value in values if value > 0]
+    low, high = (min(positive), max(positive)) if positive else (1.0, 10.0)
+    return [math.log10(low) - 0.25, math.log10(high) + 0.25]
+
+
+def ram_flash_figure(results: dict, boards: list) -> go.Figure:
+    """RAM (the recorded arena) against flash (the model's bytes), both log axes, with every board's limits
+    as a rectangle from the axes' lower corner. The ranges are set from the data and the boards: a
+    rectangle drawn from 0 on a log axis would otherwise stretch the axis to absurd decades."""
+    running = {name: result for name, result in results.items() if result.runs}
+    flash = [r.flash_bytes / 1024 for r in running.values()] + [b.flash_bytes / 1024 for b in boards]
+    ram = [r.arena_bytes / 1024 for r in running.values()] + [b.ram_bytes / 1024 for b in boards]
+    x_range, y_range = log_range(flash), log_range(ram)
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=[r.flash_bytes / 1024 for r in running.values()],
+            y=[r.arena_bytes / 1024 for r in running.values()],
+            text=list(running),
+            mode="markers+text",
+            textposition="top center",
+            name="variants",
+            marker={"size": 12, "color": "#ff6f00"},
+        )
+    )
+    for board in boards:
+        figure.add_shape(
+            type="rect",
+            x0=10 ** x_range[0],
+            y0=10 ** y_range[0],
+            x1=board.flash_bytes / 1024,
+            y1=board.ram_bytes / 1024,
+            line={"dash": "dot"},
+            fillcolor="rgba(46,125,50,0.04)",
+        )
+        figure.add_annotation(
+            x=math.log10(board.flash_bytes / 1024),
+            y=math.log10(board.ram_bytes / 1024),
+            text=board.name,
+            showarrow=False,
+            xanchor="right",
+            yanchor="top",
+            font={"size": 10},
+        )
+    figure.update_layout(
+        title="RAM (arena) against flash (model), with each board's limits",
+        height=460,
+        xaxis={"title": "flash, KB (log)", "type": "log", "range": x_range},
+        yaxis={"title": "RAM, KB (log)", "type": "log", "range": y_range},
+    )
+    return figure
