@@ -118,7 +118,7 @@ def train_ui(dataset: datasets.Dataset) -> None:
     )
     running = jobs_ui.active("train")
     if st.button("Train", key="train", type="primary", disabled=running, help="A training is under way" if running else None):
-        request = TrainRequest(state.dataset_ref(), preset=preset, epochs=int(epochs), seed=int(seed))
+        request = TrainRequest(jobs_ui.dataset_ref(), preset=preset, epochs=int(epochs), seed=int(seed))
         label = f"{models.PRESETS[preset].label}, {epochs} epoch{'s' if epochs > 1 else ''} on {dataset.name}"
         jobs_ui.submit(request, label)
         st.rerun()  # show the job's panel (and disable the button) at once
@@ -163,7 +163,7 @@ def upload_ui(dataset: datasets.Dataset) -> None:
     except models.ModelFileError as error:
         st.error(f"This model cannot be used: {error}")
         return
-    jobs_ui.submit(LoadModelRequest(name, data, state.dataset_ref()))
+    jobs_ui.submit(LoadModelRequest(name, data, jobs_ui.dataset_ref()))
     st.rerun()
 
 

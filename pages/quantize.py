@@ -70,7 +70,7 @@ def convert_ui(model: state.LabModel, names: list[str], calibration: int, option
             request = ConvertRequest(
                 model.digest,
                 tuple(names),
-                state.dataset_ref(),
+                jobs_ui.dataset_ref(),
                 calibration=calibration,
                 qat_epochs=options.get("qat_epochs", 1),
                 model_bytes=model.keras_bytes,

@@ -16,11 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
 from core import jobs
+from core.datasets import DATASET_NAMES, DatasetRef, save_npz
 from core.job_service import DONE, JobError, JobService, JobStatus, PoolSettings
+from ui import state
 
 POLL_S = 0.5  # how often a page asks how its job is doing
 KIND_TITLES = {"train": "Training", "convert": "Conversion", "load": "Loading the model"}
@@ -70,12 +73,25 @@ def owner() -> str:
 
 
 def tickets() -> dict[str, JobTicket]:
-    return st.session_state.setdefault("lab_jobs", {})
+    return state.job_tickets()
 
 
 def messages() -> dict[str, tuple[str, str]]:
     """The last word on each kind of job: (level, text), shown on its page until the next job."""
-    return st.session_state.setdefault("lab_job_messages", {})
+    return state.job_messages()
+
+
+def dataset_ref() -> DatasetRef:
+    """The session's dataset by reference, for a job: a built-in name, or the session's upload
+    saved once (as an .npz in the session's folder) for the workers to read."""
+    dataset, choice = state.current_dataset()
+    if choice.name in DATASET_NAMES:
+        return DatasetRef.of(dataset)
+    saved = state.uploaded_ref()
+    if saved is None or saved.digest != dataset.digest:
+        saved = DatasetRef.of(dataset, save_npz(Path(service().owner_folder(owner())) / f"dataset-{dataset.digest}.npz", dataset))
+        state.set_uploaded_ref(saved)
+    return saved
 
 
 def submit(request, label: str = "") -> JobTicket | None:
@@ -234,7 +250,6 @@ def _provenance(ticket: JobTicket, found: JobStatus) -> str:
 
 @applies("train")
 def _trained(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> None:
-    from ui import state
 
     request: jobs.TrainRequest = ticket.request
     origin = _provenance(ticket, found)
@@ -270,7 +285,6 @@ def _trained(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) ->
 
 @applies("load")
 def _loaded(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> None:
-    from ui import state
 
     request: jobs.LoadModelRequest = ticket.request
     state.set_model(
@@ -290,7 +304,6 @@ def _loaded(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> 
 @applies("convert")
 def _converted(ticket: JobTicket, outcome: jobs.ConvertOutcome, found: JobStatus) -> None:
     from core import variants as registry
-    from ui import state
 
     model = state.model()
     if model is None or model.digest != outcome.model_digest:

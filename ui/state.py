@@ -6,7 +6,7 @@ Keys (one place to look):
   resources, or the session's own upload);
 * ``lab_model``: :class:`LabModel`, the trained or uploaded model (bytes, never a Keras object);
 * ``lab_variants``: ``{name: ConvertedVariant}``, the converted .tflite files;
-* ``lab_latency``: ``{(threads, xnnpack, runs, dataset digest): ({name: (LatencyStats, images/s)}, seconds)}``,
+* ``lab_latency``: ``{(threads, xnnpack, runs, variants' digests, dataset digest): ({name: (LatencyStats, images/s)}, seconds)}``,
   measured on Compare;
 * ``lab_report``: the last comparison report Compare exported (``core.report.build_report``);
 * ``lab_compared``: whether Compare has run (Home's next step);
@@ -31,11 +31,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import streamlit as st
 
-from core.datasets import DATASET_NAMES, Dataset, DatasetRef, LoadedDataset, save_npz
+from core.datasets import Dataset, DatasetRef, LoadedDataset
 from core.live import LiveModels
 from core.models import ModelSummary
 
@@ -134,19 +133,20 @@ def remember(key: str) -> None:
     st.session_state[f"pref_{key}"] = st.session_state[key]
 
 
-def dataset_ref() -> DatasetRef:
-    """The session's dataset by reference, for a job: a built-in name, or the session's upload
-    saved once (as an .npz in the session's folder) for the workers to read."""
-    dataset, choice = current_dataset()
-    if choice.name in DATASET_NAMES:
-        return DatasetRef.of(dataset)
-    saved = st.session_state.get("lab_uploaded_ref")
-    if saved is None or saved.digest != dataset.digest:
-        from ui.jobs import owner, service
+def uploaded_ref() -> DatasetRef | None:
+    return st.session_state.get("lab_uploaded_ref")
 
-        path = save_npz(Path(service().owner_folder(owner())) / f"dataset-{dataset.digest}.npz", dataset)
-        saved = st.session_state["lab_uploaded_ref"] = DatasetRef.of(dataset, path)
-    return saved
+
+def set_uploaded_ref(ref: DatasetRef) -> None:
+    st.session_state["lab_uploaded_ref"] = ref
+
+
+def job_tickets() -> dict:
+    return st.session_state.setdefault("lab_jobs", {})
+
+
+def job_messages() -> dict:
+    return st.session_state.setdefault("lab_job_messages", {})
 
 
 def current_dataset() -> tuple[Dataset, DatasetChoice]:
