@@ -37,11 +37,13 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
+
+from cachetools import LRUCache
 
 from core import jobs
 from core.isolation import clean_spawn_context, how_process_ended
@@ -118,34 +120,9 @@ class JobStatus:
         return self.state in (QUEUED, RUNNING)
 
 
-class ResultCache:
+def result_cache(max_bytes: int) -> LRUCache:
     """Results by request key, least recently used first out, bounded by their bytes."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.entries: OrderedDict[str, object] = OrderedDict()
-        self.bytes = 0
-
-    @staticmethod
-    def size(value) -> int:
-        return int(getattr(value, "nbytes", 1024))
-
-    def get(self, key: str):
-        if key in self.entries:
-            self.entries.move_to_end(key)
-            return self.entries[key]
-        return None
-
-    def put(self, key: str, value) -> None:
-        if self.size(value) > self.max_bytes:
-            return
-        if key in self.entries:
-            self.bytes -= self.size(self.entries.pop(key))
-        self.entries[key] = value
-        self.bytes += self.size(value)
-        while self.bytes > self.max_bytes:
-            _, old = self.entries.popitem(last=False)
-            self.bytes -= self.size(old)
+    return LRUCache(maxsize=max_bytes, getsizeof=lambda value: int(getattr(value, "nbytes", 1024)))
 
 
 @dataclass(eq=False)
@@ -177,7 +154,7 @@ class JobService:
         self.lock = threading.RLock()
         self.jobs: dict[str, _Job] = {}
         self.pending: deque[_Job] = deque()
-        self.cache = ResultCache(self.settings.cache_bytes)
+        self.cache = result_cache(self.settings.cache_bytes)
         self.counters = {
             "submitted": 0,
             "computed": 0,
@@ -321,8 +298,8 @@ class JobService:
                 "running": running,
                 "pool_open": self.pool is not None,
                 "workers": self.settings.workers,
-                "cache_entries": len(self.cache.entries),
-                "cache_bytes": self.cache.bytes,
+                "cache_entries": len(self.cache),
+                "cache_bytes": self.cache.currsize,
             }
 
     def worker_pids(self) -> list[int]:
@@ -458,8 +435,8 @@ class JobService:
             else:
                 job.state, job.result = DONE, result
                 self.counters["done"] += 1
-                if getattr(job.request, "cacheable", True):
-                    self.cache.put(job.key, result)
+                if getattr(job.request, "cacheable", True) and self.cache.getsizeof(result) <= self.cache.maxsize:
+                    self.cache[job.key] = result
             self._record(job)
             if not job.owners:  # nobody waits for it any more: finished and dropped
                 del self.jobs[job.job_id]

@@ -115,61 +115,115 @@ def build_report(
     return json_safe(report)
 
 
-# The report's shape, for the CLI's --json and the app's export alike: required keys and their types
-# (None is allowed where a figure is not known). A test validates both against it.
-_NUMBER = (int, float, type(None))
-SCHEMA = {
-    "dataset": {"name": str, "source": str, "train_size": int, "test_size": int, "offline_fallback": bool},
-    "model": {"architecture": str, "epochs": (int, type(None)), "parameters": (int, type(None)), "keras_accuracy": _NUMBER},
-    "variant": {
-        "name": str,
-        "size_bytes": int,
-        "size_ratio": _NUMBER,
+# The report's shape as a JSON Schema (draft 2020-12), for the CLI's --json and the app's export alike:
+# required keys and their types (null where a figure is not known). Tests validate both against it
+# with the jsonschema library.
+_NUMBER = {"type": ["number", "null"]}
+_TFLM = {
+    "type": "object",
+    "required": ["runs", "reason", "arena_bytes", "flash_bytes", "accuracy", "agreement", "differs_from_litert", "images"],
+    "properties": {
+        "runs": {"type": "boolean"},
+        "reason": {"type": "string"},
+        "arena_bytes": {"type": ["integer", "null"]},
+        "flash_bytes": {"type": "integer"},
         "accuracy": _NUMBER,
         "agreement": _NUMBER,
-        "flips": int,
-        "latency_us": dict,
-        "throughput_ips": _NUMBER,
-        "convert_s": _NUMBER,
-        "per_class_accuracy": list,
-        "confusion": list,
+        "differs_from_litert": {"type": ["integer", "null"]},
+        "images": {"type": "integer"},
     },
-    "timings_s": dict,
-    "environment": {
-        "python": str,
-        "tensorflow": (str, type(None)),
-        "litert": (str, type(None)),
-        "threads": int,
-        "xnnpack": bool,
-        "machine": str,
+}
+_LAYER_ERROR = {
+    "type": "object",
+    "required": ["op", "tensor", "rmse", "snr_db"],
+    "properties": {"op": {"type": "string"}, "tensor": {"type": "string"}, "rmse": _NUMBER, "snr_db": _NUMBER},
+}
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["dataset", "model", "variants", "timings_s", "environment"],
+    "properties": {
+        "dataset": {
+            "type": "object",
+            "required": ["name", "source", "train_size", "test_size", "offline_fallback"],
+            "properties": {
+                "name": {"type": "string"},
+                "source": {"type": "string"},
+                "train_size": {"type": "integer"},
+                "test_size": {"type": "integer"},
+                "offline_fallback": {"type": "boolean"},
+            },
+        },
+        "model": {
+            "type": "object",
+            "required": ["architecture", "epochs", "parameters", "keras_accuracy"],
+            "properties": {
+                "architecture": {"type": "string"},
+                "epochs": {"type": ["integer", "null"]},
+                "parameters": {"type": ["integer", "null"]},
+                "keras_accuracy": _NUMBER,
+            },
+        },
+        "variants": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": [
+                    "name",
+                    "size_bytes",
+                    "size_ratio",
+                    "accuracy",
+                    "agreement",
+                    "flips",
+                    "latency_us",
+                    "throughput_ips",
+                    "convert_s",
+                    "per_class_accuracy",
+                    "confusion",
+                ],
+                "properties": {
+                    "name": {"type": "string"},
+                    "size_bytes": {"type": "integer"},
+                    "size_ratio": _NUMBER,
+                    "accuracy": _NUMBER,
+                    "agreement": _NUMBER,
+                    "flips": {"type": "integer"},
+                    "latency_us": {"type": "object", "additionalProperties": _NUMBER},
+                    "throughput_ips": _NUMBER,
+                    "convert_s": _NUMBER,
+                    "per_class_accuracy": {"type": "array", "items": _NUMBER},
+                    "confusion": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+                    "layer_errors": {"type": "array", "items": _LAYER_ERROR},
+                    "tflm": _TFLM,
+                },
+            },
+        },
+        "timings_s": {"type": "object", "additionalProperties": {"type": "number"}},
+        "environment": {
+            "type": "object",
+            "required": ["python", "tensorflow", "litert", "threads", "xnnpack", "machine"],
+            "properties": {
+                "python": {"type": "string"},
+                "tensorflow": {"type": ["string", "null"]},
+                "litert": {"type": ["string", "null"]},
+                "threads": {"type": "integer"},
+                "xnnpack": {"type": "boolean"},
+                "machine": {"type": "string"},
+            },
+        },
     },
 }
 
 
 def schema_errors(report: dict) -> list[str]:
-    """What in the report does not follow SCHEMA (an empty list when it all does)."""
-    found = []
+    """What in the report does not follow SCHEMA (an empty list when it all does), one line each."""
+    from jsonschema import Draft202012Validator
 
-    def fields(where: str, value, spec: dict) -> None:
-        if not isinstance(value, dict):
-            found.append(f"{where}: not an object")
-            return
-        for key, kind in spec.items():
-            if key not in value:
-                found.append(f"{where}.{key}: missing")
-            elif not isinstance(value[key], kind) or (kind is int and isinstance(value[key], bool)):
-                found.append(f"{where}.{key}: {type(value[key]).__name__}")
-
-    fields("dataset", report.get("dataset"), SCHEMA["dataset"])
-    fields("model", report.get("model"), SCHEMA["model"])
-    fields("environment", report.get("environment"), SCHEMA["environment"])
-    if not isinstance(report.get("timings_s"), dict) or not all(isinstance(v, _NUMBER) for v in report["timings_s"].values()):
-        found.append("timings_s: not an object of numbers")
-    if not isinstance(report.get("variants"), list) or not report["variants"]:
-        found.append("variants: not a non-empty list")
-    for index, row in enumerate(report.get("variants") or []):
-        fields(f"variants[{index}]", row, SCHEMA["variant"])
-    return found
+    return [
+        f"{'.'.join(str(part) for part in error.absolute_path) or 'report'}: {error.message}"
+        for error in Draft202012Validator(SCHEMA).iter_errors(report)
+    ]
 
 
 def to_json(report: dict) -> str:
