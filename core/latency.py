@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.runtime import LiteModel
+from core.runtime import Runtime
 
 DEFAULT_RUNS = 1000
 DEFAULT_WARMUP = 50
@@ -58,7 +58,7 @@ def stats(label: str, samples_us: np.ndarray, threads: int = 1, xnnpack: bool = 
 
 
 def invoke_latency(
-    model: LiteModel, image: np.ndarray, label: str = "", runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP
+    model: Runtime, image: np.ndarray, label: str = "", runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP
 ) -> LatencyStats:
     model.set_input(np.asarray(image, np.float32).reshape(1, 28, 28))
     return stats(label, time_calls(model.invoke, runs, warmup), model.threads, model.xnnpack)
@@ -69,7 +69,7 @@ THROUGHPUT_IMAGES = 1000
 
 
 def batch_throughput(
-    model: LiteModel, images: np.ndarray, seconds: float = THROUGHPUT_SECONDS, min_images: int = THROUGHPUT_IMAGES
+    model: Runtime, images: np.ndarray, seconds: float = THROUGHPUT_SECONDS, min_images: int = THROUGHPUT_IMAGES
 ) -> float:
     """Images per second when the interpreter runs whole batches: passes are repeated for at least
     ``seconds`` and at least ``min_images`` images (a shorter window swings several-fold)."""

@@ -24,12 +24,12 @@ import os
 import re
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 SEARCH_ARENA = 1024 * 1024  # the arena a variant first gets; what it needs is then recorded
+MICRO_LATENCY_RUNS = 200  # timed invokes on the reference kernels (slower than LiteRT's)
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,50 @@ def _quantize(images: np.ndarray, details: dict) -> np.ndarray:
     return np.clip(np.round(images / scale[0] + zero[0]), info.min, info.max).astype(dtype)
 
 
+class MicroModel:
+    """A .tflite under TFLite Micro's interpreter, answering the calls a LiteRT LiteModel answers
+    (the runtime interface of core.runtime): ``set_input``, ``invoke``, ``output_logits``,
+    ``predict_logits``, ``memory_bytes``. TFLM runs the batch its file fixes (one image), on its
+    reference kernels, in an arena of a fixed size."""
+
+    threads, xnnpack = 1, False  # TFLM has one thread and no delegate
+
+    def __init__(self, tflite: bytes, arena_size: int = SEARCH_ARENA):
+        from tflite_micro import runtime as tflm
+
+        self.interpreter = tflm.Interpreter.from_bytes(tflite, arena_size=arena_size)
+        self.input_details = self.interpreter.get_input_details(0)
+        self.output_details = self.interpreter.get_output_details(0)
+        self.shape = tuple(int(d) for d in self.input_details["shape"])
+        self.max_batch = self.shape[0]
+        self.memory_bytes = arena_size
+
+    def set_input(self, images: np.ndarray) -> None:
+        self.interpreter.set_input(_quantize(np.asarray(images, np.float32).reshape(self.shape), self.input_details), 0)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def output_logits(self) -> np.ndarray:
+        raw = np.asarray(self.interpreter.get_output(0))
+        params = self.output_details.get("quantization_parameters") or {}
+        scales, zeros = params.get("scales", []), params.get("zero_points", [])
+        if np.issubdtype(raw.dtype, np.integer) and len(scales):
+            return (raw.astype(np.float32) - zeros[0]) * np.float32(scales[0])
+        return raw.astype(np.float32)
+
+    def predict_logits(self, images: np.ndarray) -> np.ndarray:
+        rows = []
+        for index in range(len(images)):
+            self.set_input(images[index : index + 1])
+            self.invoke()
+            rows.append(self.output_logits().reshape(-1))
+            self.interpreter.reset()
+        return np.stack(rows)
+
+
 def _run_child(tflite: bytes, images, labels, reference, litert, litert_xnnpack, captured) -> MicroResult:
-    from tflite_micro import runtime as tflm
+    from core.latency import invoke_latency
 
     def said() -> str:
         captured.flush()
@@ -203,35 +245,26 @@ def _run_child(tflite: bytes, images, labels, reference, litert, litert_xnnpack,
         return captured.read().decode(errors="replace")
 
     try:
-        interpreter = tflm.Interpreter.from_bytes(tflite, arena_size=SEARCH_ARENA)
-        details = interpreter.get_input_details(0)
-        shape = tuple(int(d) for d in details["shape"])
-        interpreter.set_input(_quantize(images[:1].reshape(shape), details), 0)
-        interpreter.invoke()
+        model = MicroModel(tflite)
+        model.set_input(images[:1])
+        model.invoke()
     except Exception as error:  # TFLM says why on its C++ stdout; the exception only says that it failed
         return MicroResult(False, _one_line(said(), error), flash_bytes=len(tflite))
     sys.stdout.flush()
-    interpreter.print_allocations()
+    model.interpreter.print_allocations()
     recorded = {kind: int(value) for kind, value in _ALLOCATION.findall(said())}
     arena = recorded.get("total")
     method = "recorded by TFLM's RecordingMicroAllocator"
     if arena is not None:
         try:  # the recorded figure is enough: an interpreter with exactly that arena allocates and runs
-            exact = tflm.Interpreter.from_bytes(tflite, arena_size=arena)
-            exact.set_input(_quantize(images[:1].reshape(shape), details), 0)
+            exact = MicroModel(tflite, arena_size=arena)
+            exact.set_input(images[:1])
             exact.invoke()
             method += "; an arena of exactly that size runs"
         except Exception:
             method += "; an arena of exactly that size does NOT run (alignment): allocate a little more"
-    predictions = np.empty(len(images), np.int64)
-    times = []
-    for index in range(len(images)):
-        interpreter.set_input(_quantize(images[index : index + 1].reshape(shape), details), 0)
-        start = time.perf_counter_ns()
-        interpreter.invoke()
-        times.append((time.perf_counter_ns() - start) / 1000)
-        predictions[index] = int(np.argmax(interpreter.get_output(0)))  # a positive scale keeps the order
-        interpreter.reset()
+    predictions = model.predict_logits(images).argmax(axis=-1)
+    latency = invoke_latency(model, images[0], runs=MICRO_LATENCY_RUNS, warmup=5)  # the lab's one latency loop
     return MicroResult(
         True,
         "",
@@ -245,7 +278,7 @@ def _run_child(tflite: bytes, images, labels, reference, litert, litert_xnnpack,
         int(np.sum(predictions != litert)),
         int(np.sum(predictions != litert_xnnpack)),
         len(images),
-        float(np.median(times)),
+        latency.p50_us,
     )
 
 

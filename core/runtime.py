@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -32,6 +33,25 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from core import limits
 
 INTEGER_TYPES = (np.int8, np.uint8, np.int16)
+
+
+class Runtime(Protocol):
+    """What a runtime module's model answers, whatever runs it: LiteRT (:class:`LiteModel`, here),
+    TensorFlow Lite Micro (``core.micro.MicroModel``). The lab's measurements (core.latency,
+    core.compare) call only these, so a new runtime is a new module, not edits across pages."""
+
+    threads: int
+    xnnpack: bool
+    max_batch: int  # the largest batch it runs at once
+    memory_bytes: int  # what its tensors (or its arena) take now
+
+    def set_input(self, images: np.ndarray) -> None: ...
+
+    def invoke(self) -> None: ...
+
+    def output_logits(self) -> np.ndarray: ...
+
+    def predict_logits(self, images: np.ndarray) -> np.ndarray: ...
 
 
 class RuntimeModelError(ValueError):
