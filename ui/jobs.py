@@ -248,25 +248,26 @@ def _provenance(ticket: JobTicket, found: JobStatus) -> str:
     return "joined" if ticket.how == "joined" else ""
 
 
+def _lab_model(label: str, outcome: jobs.TrainOutcome, dataset: DatasetRef | None, **more) -> state.LabModel:
+    """A trained or loaded model as the session keeps it, with the digest and classes of its data."""
+    return state.LabModel(
+        label=label,
+        keras_bytes=outcome.model_bytes,
+        summary=outcome.summary,
+        keras_accuracy=outcome.keras_accuracy,
+        dataset_name=dataset.name if dataset else "",
+        dataset_digest=outcome.dataset_digest,
+        class_names=dataset.class_names if dataset else (),
+        **more,
+    )
+
+
 @applies("train")
 def _trained(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> None:
 
     request: jobs.TrainRequest = ticket.request
     origin = _provenance(ticket, found)
-    state.set_model(
-        state.LabModel(
-            label=ticket.label,
-            keras_bytes=outcome.model_bytes,
-            summary=outcome.summary,
-            keras_accuracy=outcome.keras_accuracy,
-            history=outcome.history,
-            dataset_name=request.dataset.name,
-            dataset_digest=outcome.dataset_digest,
-            seed=request.seed,
-            origin=origin,
-            class_names=request.dataset.class_names,
-        )
-    )
+    state.set_model(_lab_model(ticket.label, outcome, request.dataset, history=outcome.history, seed=request.seed, origin=origin))
     if origin == "cache":
         messages()["train"] = (
             "info",
@@ -287,17 +288,7 @@ def _trained(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) ->
 def _loaded(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) -> None:
 
     request: jobs.LoadModelRequest = ticket.request
-    state.set_model(
-        state.LabModel(
-            label=request.file_name,
-            keras_bytes=outcome.model_bytes,
-            summary=outcome.summary,
-            keras_accuracy=outcome.keras_accuracy,
-            dataset_name=request.dataset.name if request.dataset else "",
-            dataset_digest=outcome.dataset_digest,
-            class_names=request.dataset.class_names if request.dataset else (),
-        )
-    )
+    state.set_model(_lab_model(request.file_name, outcome, request.dataset))
     messages()["load"] = ("success", f"{request.file_name} loaded.")
 
 
