@@ -9,7 +9,9 @@ allocate (measured by TFLite Micro, see core.micro), and the op resolver the mod
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from dataclasses import dataclass
 
 from core import limits
@@ -28,6 +30,25 @@ class CSource:
     source: str
     resolver_lines: tuple[str, ...]  # e.g. ("resolver.AddConv2D();", …)
     arena_bytes: int | None
+
+    def zip_bytes(self) -> bytes:
+        """The .h and the .cc in one zip, as the app offers them for download."""
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+            bundle.writestr(self.header_name, self.header)
+            bundle.writestr(self.source_name, self.source)
+        return archive.getvalue()
+
+    def usage(self) -> str:
+        """The lines a firmware writes to run the model: the arena and the resolver."""
+        return "\n".join(
+            [
+                f"constexpr int kTensorArenaSize = {self.arena_bytes};  // measured by TFLite Micro",
+                "alignas(16) static uint8_t tensor_arena[kTensorArenaSize];",
+                f"static tflite::MicroMutableOpResolver<{len(self.resolver_lines)}> resolver;",
+                *self.resolver_lines,
+            ]
+        )
 
 
 def c_identifier(name: str) -> str:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
 import streamlit as st
 
 from core import variants as registry
 from core.compare import combine
-from core.report import build_report, dataset_info, environment, model_info, to_csv, to_json
+from core.report import build_report, dataset_info, environment, to_csv, to_json
 from ui import charts, state
-from ui.layout import model_fits, need_model, need_variants, remembered_widget, through_the_app, variant_label
-from ui.resources import evaluate_all, inspect_for, layer_errors_for, time_tflite
+from ui.layout import image_grid, model_fits, need_model, need_variants, remembered_widget, through_the_app, variant_label
+from ui.resources import evaluate_all, inspect_for, layer_errors_all, time_all
 
 through_the_app()
 st.title("Compare")
@@ -31,12 +30,14 @@ def latency_ui(converted, dataset) -> tuple[dict, float, int, bool]:
     cache = state.latency_cache()
     settings = (threads, xnnpack, runs, tuple((name, item.digest) for name, item in converted.items()), dataset.digest)
     if settings not in cache or st.button("Measure again", key="measure"):
-        bar, measured, started = st.progress(0.0), {}, time.perf_counter()
-        for index, (name, item) in enumerate(converted.items()):
+        bar, started = st.progress(0.0), time.perf_counter()
+
+        def progress(index: int, name: str) -> None:
             bar.progress(
                 index / len(converted), text=f"Timing {name}: {runs:,} single-image invokes after warm-up, then batches…"
             )
-            measured[name] = time_tflite(name, item.tflite, dataset.x_test[:256], threads, xnnpack, runs, item.brought)
+
+        measured = time_all(converted, dataset.x_test[:256], threads, xnnpack, runs, progress)
         bar.empty()
         cache[settings] = (measured, time.perf_counter() - started)
     return *cache[settings], threads, xnnpack
@@ -44,11 +45,7 @@ def latency_ui(converted, dataset) -> tuple[dict, float, int, bool]:
 
 def side_by_side_ui(measurements, reference: str) -> None:
     frame = charts.measurements_frame(measurements, reference)
-    number = st.column_config.NumberColumn
-    formats = {"bytes": number(format="localized"), f"× {reference}": number(format="%.2f")}
-    formats |= {column: number(format="%.4f") for column in ("accuracy", "agreement")}
-    formats |= {column: number(format="%.1f") for column in ("p50 µs", "p90 µs", "p99 µs")}
-    st.dataframe(frame, hide_index=True, width="stretch", column_config=formats)
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=charts.measurement_columns(reference))
     left, right = st.columns(2)
     left.plotly_chart(charts.size_figure(frame), key="chart_size")
     right.plotly_chart(charts.accuracy_figure(frame), key="chart_accuracy")
@@ -71,14 +68,9 @@ def answers_ui(measurements, reference: str, dataset) -> None:
     ours, theirs = measurements[reference].evaluation.predictions, measurements[name].evaluation.predictions
     flips = measurements[name].evaluation.flips
     st.write(f"**{len(flips)}** of {len(ours):,} test images change their answer between {reference} and {name}.")
-    columns = st.columns(8)
-    for slot, index in enumerate(flips[:32]):
-        with columns[slot % 8]:
-            st.image((dataset.x_test[index] * 255).astype(np.uint8), width=64)
-            names = dataset.class_names
-            st.caption(
-                f"true {names[dataset.y_test[index]]}  \n{reference}: {names[ours[index]]}  \n{name}: {names[theirs[index]]}"
-            )
+    names, shown = dataset.class_names, flips[:32]
+    captions = [f"true {names[dataset.y_test[i]]}  \n{reference}: {names[ours[i]]}  \n{name}: {names[theirs[i]]}" for i in shown]
+    image_grid(dataset.x_test[shown], captions)
 
 
 def layer_errors_ui(converted, dataset) -> dict[str, list]:
@@ -87,13 +79,9 @@ def layer_errors_ui(converted, dataset) -> dict[str, list]:
     if registry.REFERENCE not in converted or len(converted) < 2:
         st.caption("Per-layer error needs the float32 variant as the reference and a quantized variant beside it.")
         return {}
-    reference, images = converted[registry.REFERENCE], dataset.x_test[:LAYER_SAMPLE]
+    images = dataset.x_test[:LAYER_SAMPLE]
     with st.spinner("Comparing every layer of every variant with float32…"):
-        errors = {
-            name: layer_errors_for(name, item.digest, reference.digest, reference.tflite, item.tflite, dataset.digest, images)
-            for name, item in converted.items()
-            if name != registry.REFERENCE
-        }
+        errors = layer_errors_all(converted, images, dataset.digest)
     st.caption(
         f"Each layer's output against float32's on {len(images)} test images. SNR in dB: higher is closer to float32, "
         "each 6 dB is about one bit of precision; identical layers are shown at the top of the scale."
@@ -154,12 +142,10 @@ def compare_ui(model: state.LabModel, converted: dict) -> None:
     answers_ui(measurements, reference, dataset)
     errors = layer_errors_ui(converted, dataset)
     anatomy_ui(converted)
-    summary = model.summary
-    architecture, parameters = (summary.architecture, summary.parameters) if summary else (model.label, None)
     export_ui(
         build_report(
             dataset=dataset_info(dataset.summary(), bool(choice.notice)),
-            model=model_info(architecture, len(model.history) or None, parameters, model.keras_accuracy),
+            model=model.report_info(),
             measurements=measurements,
             timings_s={"evaluate": evaluate_s, "benchmark": benchmark_s},
             env=environment(threads, xnnpack, tensorflow=None),
@@ -174,9 +160,5 @@ converted = need_variants() if model is not None else {}
 if converted:
     try:
         compare_ui(model, converted)
-    except (
-        ValueError,
-        RuntimeError,
-        OSError,
-    ) as error:  # core's errors (a model LiteRT cannot run, a failed comparison): one line
+    except (ValueError, RuntimeError, OSError) as error:  # core's errors (a model LiteRT cannot run …): one line
         st.error(f"The comparison stopped: {str(error).splitlines()[0] if str(error) else type(error).__name__}")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import streamlit as st
 
 from core import micro
@@ -123,28 +120,14 @@ def export_ui(converted: dict, results: dict[str, micro.MicroResult]) -> None:
     except ValueError as error:  # a malformed file, or one larger than any microcontroller's flash
         st.error(f"This variant cannot be exported as C: {error}")
         return
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        bundle.writestr(source.header_name, source.header)
-        bundle.writestr(source.source_name, source.source)
     st.download_button(
         f"⬇ {source.header_name} + {source.source_name}",
-        archive.getvalue(),
+        source.zip_bytes(),
         file_name=f"{source.name}_model_data.zip",
         mime="application/zip",
         key="download_c",
     )
-    st.code(
-        "\n".join(
-            [
-                f"constexpr int kTensorArenaSize = {results[name].arena_bytes};  // measured by TFLite Micro",
-                "alignas(16) static uint8_t tensor_arena[kTensorArenaSize];",
-                f"static tflite::MicroMutableOpResolver<{len(source.resolver_lines)}> resolver;",
-                *source.resolver_lines,
-            ]
-        ),
-        language="cpp",
-    )
+    st.code(source.usage(), language="cpp")
 
 
 model = need_model()

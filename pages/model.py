@@ -16,7 +16,7 @@ from core.jobs import LoadModelRequest, TrainRequest
 from core.runtime import RuntimeModelError, check_model
 from ui import jobs as jobs_ui
 from ui import state
-from ui.layout import epoch_chart, markdown_table, model_fits, notice, remembered_widget, through_the_app
+from ui.layout import epoch_chart, image_grid, markdown_table, model_fits, notice, remembered_widget, through_the_app
 from ui.resources import load_dataset
 
 DATASET_LABELS = {
@@ -81,12 +81,7 @@ def load_uploaded_dataset(files) -> datasets.Dataset:
 def samples_ui(dataset: datasets.Dataset) -> None:
     rng = np.random.default_rng(0)
     picks = rng.choice(dataset.train_size, size=min(16, dataset.train_size), replace=False)
-    columns = st.columns(8)
-    for slot, index in enumerate(picks):
-        with columns[slot % 8]:
-            st.image(
-                (dataset.x_train[index] * 255).astype(np.uint8), caption=dataset.class_names[dataset.y_train[index]], width=64
-            )
+    image_grid(dataset.x_train[picks], [dataset.class_names[label] for label in dataset.y_train[picks]])
 
 
 def train_ui(dataset: datasets.Dataset) -> None:

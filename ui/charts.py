@@ -37,6 +37,16 @@ def measurements_frame(measurements: dict, reference: str) -> pd.DataFrame:
     )
 
 
+def measurement_columns(reference: str) -> dict:
+    """How measurements_frame's columns are shown in st.dataframe."""
+    import streamlit as st
+
+    number = st.column_config.NumberColumn
+    columns = {"bytes": number(format="localized"), f"× {reference}": number(format="%.2f")}
+    columns |= {column: number(format="%.4f") for column in ("accuracy", "agreement")}
+    return columns | {column: number(format="%.1f") for column in ("p50 µs", "p90 µs", "p99 µs")}
+
+
 def size_figure(frame: pd.DataFrame) -> go.Figure:
     figure = px.bar(frame, x="variant", y="bytes", text="bytes", title="File size")
     figure.update_traces(texttemplate="%{text:,}")

@@ -117,6 +117,17 @@ def remembered_widget(widget, label: str, key: str, default, **options):
     return widget(label, value=state.remembered(key, default), key=key, on_change=state.remember, args=(key,), **options)
 
 
+def image_grid(images, captions: list[str], columns: int = 8) -> None:
+    """Small 28×28 images in a grid, each with its caption (Markdown line breaks allowed)."""
+    import numpy as np
+
+    cells = st.columns(columns)
+    for slot, (image, caption) in enumerate(zip(images, captions, strict=True)):
+        with cells[slot % columns]:
+            st.image((np.asarray(image) * 255).astype(np.uint8), width=64)
+            st.caption(caption)
+
+
 def variant_label(name: str) -> str:
     from core import variants
 

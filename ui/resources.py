@@ -51,6 +51,28 @@ def _evaluate_all(key: tuple, _tflites: dict, dataset_key: str, _dataset: datase
     return evaluate_variants(_tflites, _dataset)
 
 
+def time_all(converted: dict, images: np.ndarray, threads: int, xnnpack: bool, runs: int, progress=None) -> dict:
+    """Every variant timed alone, one after another (time_tflite); ``progress(index, name)`` before each."""
+    timed = {}
+    for index, (name, item) in enumerate(converted.items()):
+        if progress:
+            progress(index, name)
+        timed[name] = time_tflite(name, item.tflite, images, threads, xnnpack, runs, item.brought)
+    return timed
+
+
+def layer_errors_all(converted: dict, images: np.ndarray, dataset_key: str) -> dict[str, list]:
+    """Per-layer error of every variant but float32 against float32 (layer_errors_for, cached)."""
+    from core import variants as registry
+
+    reference = converted[registry.REFERENCE]
+    return {
+        name: layer_errors_for(name, item.digest, reference.digest, reference.tflite, item.tflite, dataset_key, images)
+        for name, item in converted.items()
+        if name != registry.REFERENCE
+    }
+
+
 def time_tflite(name: str, tflite: bytes, images: np.ndarray, threads: int, xnnpack: bool, runs: int, brought: bool = False):
     """One variant's latency and throughput (core.compare.time_variant); a file a person brought is
     timed in a bounded child process. Not cached here: Compare keeps its timings per session."""

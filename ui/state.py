@@ -35,7 +35,6 @@ from functools import cached_property
 import streamlit as st
 
 from core.datasets import Dataset, DatasetRef, LoadedDataset
-from core.live import LiveModels
 from core.models import ModelSummary
 
 
@@ -61,6 +60,14 @@ class LabModel:
     origin: str = ""  # "" computed for this session, "cache" from the class's shared cache, "joined" shared while running
     class_names: tuple[str, ...] = ()  # the classes it answers with (its training data's); () when not known
     footprint: object = None  # core.runtime.Footprint of an uploaded .tflite, as core.runtime.check_model measured it
+
+    def report_info(self) -> dict:
+        """The report's ``model`` object (core.report.model_info)."""
+        from core.report import model_info
+
+        summary = self.summary
+        architecture, parameters = (summary.architecture, summary.parameters) if summary else (self.label, None)
+        return model_info(architecture, len(self.history) or None, parameters, self.keras_accuracy)
 
     @property
     def can_convert(self) -> bool:
@@ -118,8 +125,13 @@ def set_variants(converted: dict[str, ConvertedVariant]) -> None:
     st.session_state["lab_latency"] = {}
 
 
-def draw_state() -> LiveModels:
-    return st.session_state.setdefault("lab_draw", LiveModels())
+def draw_state():
+    """This session's core.live.LiveModels (imported here only: LiteRT is not needed before Draw)."""
+    if "lab_draw" not in st.session_state:
+        from core.live import LiveModels
+
+        st.session_state["lab_draw"] = LiveModels()
+    return st.session_state["lab_draw"]
 
 
 def remembered(key: str, default):
