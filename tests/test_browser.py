@@ -117,3 +117,17 @@ def test_7_deploy_runs_every_variant_under_tflite_micro(app_page):
     assert "no" in dynamic.split("\t")[1]
     assert page.get_by_text("What TFLite Micro refuses", exact=False).first.is_visible()
     assert page.locator(".st-key-download_c").is_visible()
+
+
+def test_8_deploys_ram_against_flash_chart_has_log_axes_that_fit_the_data_and_the_boards(app_page):
+    """The boards' rectangles once started at 0 on log axes, and plotly stretched the y-axis to 10^252."""
+    page, _ = app_page
+    chart = page.locator(".st-key-chart_deploy .js-plotly-plot")
+    chart.scroll_into_view_if_needed()
+    chart.wait_for(timeout=60_000)
+    ranges = chart.evaluate("plot => [plot._fullLayout.xaxis.range, plot._fullLayout.yaxis.range]")
+    (x_low, x_high), (y_low, y_high) = ranges
+    # KB in decades: the variants (~24-85 KB flash, ~12-45 KB arena) and the boards (256 KB-4 MB), with margins.
+    assert 0.5 < x_low < 2 and 3.6 < x_high < 4.2, ranges
+    assert 0.5 < y_low < 2 and 2.7 < y_high < 3.2, ranges
+    chart.screenshot(path=str(SHOTS / "8-deploy-chart.png"))
