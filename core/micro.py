@@ -40,6 +40,7 @@ class MicroResult:
     arena_head_bytes: int | None = None  # the memory plan of the tensors (reused between layers)
     arena_tail_bytes: int | None = None  # what persists: tensor structs, quantization data, op state
     arena_method: str = ""  # "recorded, and allocating exactly that much works" (or why not)
+    arena_checked: bool | None = None  # an interpreter with exactly arena_bytes ran one image (None: not tried)
     flash_bytes: int = 0  # the model itself, as a C array in flash (TFLM's own code is not counted)
     accuracy: float | None = None
     agreement: float | None = None  # with float32's answers (LiteRT), as everywhere in the lab
@@ -254,31 +255,31 @@ def _run_child(tflite: bytes, images, labels, reference, litert, litert_xnnpack,
     model.interpreter.print_allocations()
     recorded = {kind: int(value) for kind, value in _ALLOCATION.findall(said())}
     arena = recorded.get("total")
-    method = "recorded by TFLM's RecordingMicroAllocator"
+    method, checked = "recorded by TFLM's RecordingMicroAllocator", None
     if arena is not None:
         try:  # the recorded figure is enough: an interpreter with exactly that arena allocates and runs
             exact = MicroModel(tflite, arena_size=arena)
             exact.set_input(images[:1])
             exact.invoke()
-            method += "; an arena of exactly that size runs"
+            method, checked = method + "; an arena of exactly that size runs", True
         except Exception:
-            method += "; an arena of exactly that size does NOT run (alignment): allocate a little more"
+            method, checked = method + "; an arena of exactly that size does NOT run (alignment): allocate a little more", False
     predictions = model.predict_logits(images).argmax(axis=-1)
     latency = invoke_latency(model, images[0], runs=MICRO_LATENCY_RUNS, warmup=5)  # the lab's one latency loop
     return MicroResult(
-        True,
-        "",
-        arena,
-        recorded.get("head"),
-        recorded.get("tail"),
-        method,
-        len(tflite),
-        float(np.mean(predictions == labels)),
-        float(np.mean(predictions == reference)),
-        int(np.sum(predictions != litert)),
-        int(np.sum(predictions != litert_xnnpack)),
-        len(images),
-        latency.p50_us,
+        runs=True,
+        arena_bytes=arena,
+        arena_head_bytes=recorded.get("head"),
+        arena_tail_bytes=recorded.get("tail"),
+        arena_method=method,
+        arena_checked=checked,
+        flash_bytes=len(tflite),
+        accuracy=float(np.mean(predictions == labels)),
+        agreement=float(np.mean(predictions == reference)),
+        differs_from_litert=int(np.sum(predictions != litert)),
+        differs_from_litert_xnnpack=int(np.sum(predictions != litert_xnnpack)),
+        images=len(images),
+        invoke_us=latency.p50_us,
     )
 
 

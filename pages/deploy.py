@@ -56,6 +56,9 @@ def targets_ui() -> list[micro.Board]:
     return boards
 
 
+ARENA_MARK = {True: "✓", False: "✗", None: "?"}
+
+
 def kb(value: int) -> str:
     return f"{value / 1024:,.1f} KB"
 
@@ -69,7 +72,7 @@ def table_ui(results: dict[str, micro.MicroResult], boards: list[micro.Board]) -
         cells = [
             f"{variant_label(name)} (`{name}`)",
             "yes" if result.runs else "**no**",
-            kb(result.arena_bytes) if result.runs else "–",
+            f"{kb(result.arena_bytes)} {ARENA_MARK[result.arena_checked]}" if result.arena_bytes is not None else "–",
             kb(result.flash_bytes),
             f"{result.accuracy:.4f}" if result.accuracy is not None else "–",
             f"{result.differs_from_litert} ({result.differs_from_litert_xnnpack})"
@@ -88,8 +91,8 @@ def table_ui(results: dict[str, micro.MicroResult], boards: list[micro.Board]) -
         rows.append(cells)
     st.markdown(markdown_table(header, rows, align="llrrrr" + "l" * len(boards)))
     st.caption(
-        "Arena: what TFLite Micro's RecordingMicroAllocator recorded after an invoke (an arena of exactly that size was "
-        "checked to run). Flash: the model's bytes; TFLite Micro's own code (interpreter and kernels) comes on top. "
+        "Arena: what TFLite Micro's RecordingMicroAllocator recorded after an invoke; ✓: an interpreter with exactly that "
+        "arena was built and ran an image here, ✗: it did not (allocate a little more), ?: not tried. Flash: the model's bytes; TFLite Micro's own code (interpreter and kernels) comes on top. "
         "Accuracy: the whole test set through TFLM's reference kernels. ≠ LiteRT: test images TFLM answers differently "
         "from LiteRT's built-in kernels (the same integer arithmetic), and in brackets from LiteRT with XNNPACK, whose "
         "int8 kernels round their requantization their own way."

@@ -113,7 +113,11 @@ def train_ui(dataset: datasets.Dataset) -> None:
     )
     running = jobs_ui.active("train")
     if st.button("Train", key="train", type="primary", disabled=running, help="A training is under way" if running else None):
-        request = TrainRequest(jobs_ui.dataset_ref(), preset=preset, epochs=int(epochs), seed=int(seed))
+        try:
+            request = TrainRequest(jobs_ui.dataset_ref(), preset=preset, epochs=int(epochs), seed=int(seed))
+        except OSError as error:  # the upload could not be saved for the workers (a full disk): one line
+            st.error(f"Training could not start: {error}")
+            return
         label = f"{models.PRESETS[preset].label}, {epochs} epoch{'s' if epochs > 1 else ''} on {dataset.name}"
         jobs_ui.submit(request, label)
         st.rerun()  # show the job's panel (and disable the button) at once
@@ -158,7 +162,12 @@ def upload_ui(dataset: datasets.Dataset) -> None:
     except models.ModelFileError as error:
         st.error(f"This model cannot be used: {error}")
         return
-    jobs_ui.submit(LoadModelRequest(name, data, jobs_ui.dataset_ref()))
+    try:
+        request = LoadModelRequest(name, data, jobs_ui.dataset_ref())
+    except OSError as error:  # the upload could not be saved for the workers (a full disk): one line
+        st.error(f"The model could not be loaded: {error}")
+        return
+    jobs_ui.submit(request)
     st.rerun()
 
 

@@ -4,6 +4,7 @@ belong to the dataset in use; one report schema for the CLI and the app; limits 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -197,3 +198,22 @@ def test_the_apps_export_carries_tflite_micro_after_deploy_with_the_fields_core_
     assert all(set(row["tflm"]) == set(MicroResult.__dataclass_fields__) for row in report["variants"]), report["variants"][0]
     assert any(row["tflm"]["runs"] for row in report["variants"]) and not all(row["tflm"]["runs"] for row in report["variants"])
     assert any("TensorFlow Lite Micro's results from the Deploy page" in c.value for c in at.caption)
+
+
+def test_a_malformed_secrets_file_is_said_not_swallowed(tmp_path):
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text("[jobs\nworkers = =\n")
+    code = "import ui.jobs as jobs; print(jobs._secrets_overrides()); print(jobs.settings_problem)"
+    child = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert child.returncode == 0, child.stderr
+    said = child.stdout.splitlines()
+    assert said[-2] == "{}" and said[-1].startswith(
+        ".streamlit/secrets.toml cannot be read, so the job settings are the defaults"
+    )

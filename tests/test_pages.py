@@ -270,6 +270,7 @@ def test_deploy_page_measures_every_variant_under_tflite_micro_and_offers_the_c_
     assert "`int8`" in table and "`dynamic`" in table and "Arduino Nano 33 BLE Sense" in table
     int8_row = next(line for line in table.splitlines() if "`int8`" in line)
     assert "| yes |" in int8_row and "fits" in int8_row
+    assert " KB ✓ |" in int8_row, "the recorded arena was tried at exactly its size, and the table says so"
     reasons = "\n".join(m.value for m in at.markdown if "(`dynamic`)" in m.value and "`" in m.value)
     assert "Hybrid" in reasons or "not supported" in reasons  # TFLite Micro's own words
     assert at.get("plotly_chart") and at.get("download_button")

@@ -25,3 +25,14 @@ def test_litert_and_tflite_micro_answer_the_same_calls_with_the_same_answers(tfl
     for model in (litert, micro):
         latency = invoke_latency(model, images[0], runs=20, warmup=2)
         assert latency.runs == 20 and latency.p50_us > 0 and model.memory_bytes > 0 and model.max_batch >= 1
+
+
+def test_tflite_micro_says_whether_the_recorded_arena_itself_was_tried(tflites, dataset):
+    from core.micro import measure
+
+    images, labels = dataset.x_test[:50], dataset.y_test[:50]
+    answers = np.zeros(50, np.int64)
+    result = measure(tflites["int8"], images, labels, answers, answers)
+    assert result.runs and result.arena_checked is True and "exactly that size runs" in result.arena_method
+    refused = measure(tflites["dynamic"], images, labels, answers, answers)
+    assert not refused.runs and refused.arena_checked is None and refused.reason

@@ -46,11 +46,20 @@ class JobTicket:
 def _secrets_overrides() -> dict:
     """``[jobs]`` in .streamlit/secrets.toml may set ``workers`` (Community Cloud's settings page);
     an environment variable (QLAB_WORKERS, …) wins over it."""
+    global settings_problem
     try:
         section = st.secrets.get("jobs", {})
-    except Exception:  # no secrets file: that is the normal case
+    except Exception as error:
+        if not str(error).startswith("No secrets found"):  # no secrets file is the normal case; a broken one is not
+            settings_problem = (
+                f".streamlit/secrets.toml cannot be read, so the job settings are the defaults: {str(error).splitlines()[0]}"
+            )
+            print(f"job service: {settings_problem}", flush=True)
         return {}
     return {key: section[key] for key in ("workers", "max_jobs_per_worker", "idle_seconds") if key in section}
+
+
+settings_problem = ""  # a malformed secrets.toml, said in the sidebar of every page (for the person who deployed)
 
 
 def _session_alive(session_id: str) -> bool:
@@ -221,7 +230,9 @@ def _live_panel(kind: str, chart) -> None:
 
 
 def sidebar_panel() -> None:
-    """A line per running job of this session, on every page."""
+    """A line per running job of this session, on every page (and a broken secrets.toml, if any)."""
+    if settings_problem:
+        st.sidebar.warning(settings_problem)
     if any(active(kind) for kind in tickets()):
         with st.sidebar:
             _sidebar_live()
