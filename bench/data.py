@@ -11,7 +11,7 @@ import numpy as np
 from core import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_SMALL = ROOT.parent / "shared" / "data" / "mnist-small"
+MNIST_SMALL = ROOT / "tests" / "data" / "mnist-small"  # shipped with the repository
 
 
 def _tile(array: np.ndarray, size: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The README's variant guide table, from a JSON report of `python -m core run`.
 
-    python -m core run --data-dir ../shared/data/mnist-small --epochs 1 --variants all --mcu --json out/all.json
+    python -m core run --data-dir tests/data/mnist-small --epochs 1 --variants all --mcu --json out/all.json
     python bench/guide_table.py out/all.json
 
 With --mcu in the run, the table adds TensorFlow Lite Micro's verdict: whether it runs the variant,

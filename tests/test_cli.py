@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, mnist_small_or_skip
+from tests.conftest import ROOT, mnist_small
 
 
 def cli(*args, timeout=600):
@@ -16,7 +16,7 @@ def cli(*args, timeout=600):
 
 @pytest.fixture(scope="module")
 def mnist_small_report(tmp_path_factory):
-    data = mnist_small_or_skip()
+    data = mnist_small()
     out = tmp_path_factory.mktemp("run")
     result = cli(
         "run",
@@ -122,7 +122,7 @@ def test_run_with_a_loaded_keras_model_and_a_subset_of_variants(mnist_small_repo
     result = cli(
         "run",
         "--data-dir",
-        str(mnist_small_or_skip()),
+        str(mnist_small()),
         "--model",
         str(out / "models" / "model.keras"),
         "--variants",
@@ -140,7 +140,7 @@ def test_run_with_a_loaded_keras_model_and_a_subset_of_variants(mnist_small_repo
 
 def test_every_variant_with_tflite_micro_qat_litert_quantizer_and_layer_errors(tmp_path):
     """python -m core run --data-dir …/mnist-small --epochs 1 --variants all --mcu --json out.json"""
-    data = mnist_small_or_skip()
+    data = mnist_small()
     result = cli(
         "run",
         "--data-dir",

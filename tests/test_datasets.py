@@ -10,11 +10,11 @@ import pytest
 
 from core import datasets
 from core.datasets import DatasetError
-from tests.conftest import mnist_small_or_skip
+from tests.conftest import mnist_small
 
 
 def test_mnist_small_loads_from_its_idx_folder():
-    data = datasets.load_local(mnist_small_or_skip())
+    data = datasets.load_local(mnist_small())
     assert (data.train_size, data.test_size) == (8000, 2000)
     assert data.x_train.shape == (8000, 28, 28) and data.x_train.dtype == np.float32
     assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0

@@ -44,13 +44,22 @@ def texts(at: AppTest) -> str:
 
 
 def test_home_on_a_fresh_session_falls_back_to_offline_digits_and_points_to_model(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # nothing cached, and no network here
+    import dataclasses
+
+    from core import datasets
+    from ui.resources import _load_dataset
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # nothing cached
+    # The network edge, faked: MNIST's origin is unreachable, as it is on a machine without network.
+    unreachable = dataclasses.replace(datasets.REMOTE_SOURCES["mnist"], origin=(tmp_path / "nowhere").as_uri())
+    monkeypatch.setitem(datasets.REMOTE_SOURCES, "mnist", unreachable)
+    _load_dataset.clear()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    _load_dataset.clear()  # the fallback must not stay cached for the tests after this one
     assert not at.exception
     assert "TFLite Quantization Lab" in at.title[0].value
-    assert at.session_state["lab_dataset"].name in ("mnist", "digits")
-    if at.session_state["lab_dataset"].name == "digits":
-        assert any("offline digits" in w.value for w in at.warning)
+    assert at.session_state["lab_dataset"].name == "digits"
+    assert any("offline digits" in w.value for w in at.warning)
 
 
 def test_home_with_a_model_and_variants_shows_the_session(lab_state):
