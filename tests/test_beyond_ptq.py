@@ -85,11 +85,12 @@ def test_layer_errors_rank_the_schemes_as_their_bits_say(tflites, dataset):
     assert snr("dynamic", "CONV_2D") is None
 
 
-# weight_only_wi8_afp32 reaches ~60 dB at the output, where the two interpreters' float rounding alone
-# moves the figure by about a dB from one training to the next (CPU training is not bit-deterministic
-# across runs): 1.34 dB was seen once on a clean clone, hence 2 dB there.
+# At the float output of the weight-only and dynamic recipes the two interpreters' float rounding moves the
+# figure by about a dB from one training to the next (CPU training is not bit-deterministic across runs):
+# 1.34 dB (weight_only_wi8, ~60 dB) and 1.17 dB (dynamic_wi4, ~31 dB) were each seen once on a clean clone,
+# hence 2 dB there.
 @pytest.mark.parametrize(
-    "name, tolerance_db", [("dynamic_wi4_afp32", 1.0), ("weight_only_wi8_afp32", 2.0), ("static_wi8_ai8", 5.0)]
+    "name, tolerance_db", [("dynamic_wi4_afp32", 2.0), ("weight_only_wi8_afp32", 2.0), ("static_wi8_ai8", 5.0)]
 )
 def test_our_layer_errors_agree_with_the_litert_quantizers_own_validation(name, tolerance_db, tflites, dataset):
     """Both compare the same tensors on the same images. On the static recipes the two differ by a

@@ -121,7 +121,8 @@ def test_a_job_whose_owner_is_gone_is_cancelled():
         wait_until(lambda: service.status(job.job_id).state == "running", what="the job to start")
         alive["alice"] = False
         wait_until(lambda: service.status(job.job_id) is None, timeout=30, what="the orphaned job to be dropped")
-        assert not os.path.exists(folder)  # the session's files went with it
+        # The session's files go with it (removed just after the job records, outside the service's lock).
+        wait_until(lambda: not os.path.exists(folder), timeout=10, what="the session's folder to be removed")
         assert service.snapshot()["cancelled"] == 1
     finally:
         service.shutdown()
