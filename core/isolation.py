@@ -218,7 +218,3 @@ def clean_spawn_context():
     """A spawn context (never fork a server full of threads) whose processes do not import the
     parent's __main__. The job service's pool and every isolated call start from it."""
     return _CleanContext()
-
-
-def memory_bound_supported() -> bool:
-    return hasattr(resource, "RLIMIT_AS") and os.path.exists("/proc/self/statm")

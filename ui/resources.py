@@ -35,6 +35,16 @@ def _load_dataset(name: str, attempt: int) -> datasets.LoadedDataset:
     return datasets.load(name)
 
 
+def measured(brought: bool, function, *args, what: str):
+    """``function(*args)`` here, or, for a file a person brought, in a bounded child process
+    (core.compare.elsewhere): the one place that decides where a measurement runs."""
+    if brought:
+        from core.compare import elsewhere
+
+        return elsewhere(function, *args, what=what)
+    return function(*args)
+
+
 def evaluate_all(converted: dict, dataset: datasets.Dataset) -> dict[str, EvaluationResult]:
     """Every variant on the whole test set, agreement against the reference (core.compare.evaluate_variants),
     cached by the files' and the data's digests."""
@@ -44,11 +54,10 @@ def evaluate_all(converted: dict, dataset: datasets.Dataset) -> dict[str, Evalua
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _evaluate_all(key: tuple, _tflites: dict, dataset_key: str, _dataset: datasets.Dataset) -> dict[str, EvaluationResult]:
-    from core.compare import elsewhere, evaluate_variants, without_training_images  # LiteRT: not needed before Compare
+    from core.compare import evaluate_variants, without_training_images  # LiteRT: not needed before Compare
 
-    if any(brought for _, _, brought in key):  # a file a person brought: in a bounded child process
-        return elsewhere(evaluate_variants, _tflites, without_training_images(_dataset), what="evaluating your model")
-    return evaluate_variants(_tflites, _dataset)
+    brought = any(brought for _, _, brought in key)
+    return measured(brought, evaluate_variants, _tflites, without_training_images(_dataset), what="evaluating your model")
 
 
 def time_all(converted: dict, images: np.ndarray, threads: int, xnnpack: bool, runs: int, progress=None) -> dict:
@@ -76,11 +85,9 @@ def layer_errors_all(converted: dict, images: np.ndarray, dataset_key: str) -> d
 def time_tflite(name: str, tflite: bytes, images: np.ndarray, threads: int, xnnpack: bool, runs: int, brought: bool = False):
     """One variant's latency and throughput (core.compare.time_variant); a file a person brought is
     timed in a bounded child process. Not cached here: Compare keeps its timings per session."""
-    from core.compare import elsewhere, time_variant
+    from core.compare import time_variant
 
-    if brought:
-        return elsewhere(time_variant, tflite, images, threads, xnnpack, runs, name, what=f"timing {name}")
-    return time_variant(tflite, images, threads, xnnpack, runs, name)
+    return measured(brought, time_variant, tflite, images, threads, xnnpack, runs, name, what=f"timing {name}")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -115,8 +122,4 @@ def litert_answers(digest: str, dataset_digest: str, xnnpack: bool, _tflite: byt
     bounded child process."""
     from core import micro
 
-    if brought:
-        from core.compare import elsewhere
-
-        return elsewhere(micro.litert_answers, _tflite, _images, xnnpack, what="LiteRT's answers for the comparison")
-    return micro.litert_answers(_tflite, _images, xnnpack)
+    return measured(brought, micro.litert_answers, _tflite, _images, xnnpack, what="LiteRT's answers for the comparison")
