@@ -1,9 +1,11 @@
 """The app's speed and memory, measured in headless chromium on this machine.
 
-    python bench/app_figures.py [--strokes 20]
+    python bench/app_figures.py [--strokes 20] [--renders 3] [--first-render-only]
 
 Prints:
-* first render of Home after `streamlit run` (process start → Home drawn in the browser);
+* first render of Home after `streamlit run` (process start → Home drawn in the browser), against
+  a bare one-line Streamlit app measured the same way, alternated, ``--renders`` runs each: the
+  ratio of the medians (target ≤ 1.15, issue 14);
 * stroke → every variant's prediction on screen on the Draw page, with three variants (float32,
   dynamic, int8), median and p90 over the strokes; timed inside the page, from the pointer-up
   event to the moment all three answers show the new invoke count;
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.browser import chromium_page, convert_variants, draw_stroke, go_to, serve_app, train_model, wait_idle  # noqa: E402
+from tests.browser import chromium, chromium_page, convert_variants, draw_stroke, go_to, serve_app, train_model, wait_idle  # noqa: E402
 
 WATCH = """() => {
   window.__strokes = [];
@@ -76,10 +79,51 @@ class MemoryWatch(threading.Thread):
             time.sleep(0.2)
 
 
+BARE_APP = 'import streamlit as st\n\nst.title("Bare")\n'
+
+
+def first_render(new_page, script: str, heading: str) -> float:
+    """Seconds from `streamlit run script` to its page drawn and idle in a new browser session."""
+    page = new_page()
+    try:
+        start = time.perf_counter()
+        with serve_app(script=script) as (url, _):
+            page.goto(url)
+            page.locator("h1", has_text=heading).wait_for()
+            wait_idle(page)
+            return time.perf_counter() - start
+    finally:
+        page.context.close()
+
+
+def first_render_ratio(runs: int) -> None:
+    """Home against a bare app, alternated (bare, Home, bare, Home, …) so that the machine's drift
+    falls on both alike; one browser, started first, a new context (session) per run."""
+    with tempfile.TemporaryDirectory(prefix="qlab-bare-") as folder, chromium() as new_page:
+        bare_script = Path(folder) / "bare.py"
+        bare_script.write_text(BARE_APP)
+        first_render(new_page, str(bare_script), "Bare")  # warms the disk cache for both alike
+        bare, home = [], []
+        for _ in range(runs):
+            bare.append(first_render(new_page, str(bare_script), "Bare"))
+            home.append(first_render(new_page, "app.py", "TFLite Quantization Lab"))
+    ratio = statistics.median(home) / statistics.median(bare)
+    print(
+        f"first render, process start → page drawn, {runs} runs each alternated: Home median "
+        f"{statistics.median(home):.2f} s ({', '.join(f'{x:.2f}' for x in home)}), a bare one-line app "
+        f"{statistics.median(bare):.2f} s ({', '.join(f'{x:.2f}' for x in bare)}): Home/bare {ratio:.2f}× (target ≤ 1.15×)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--strokes", type=int, default=20)
+    parser.add_argument("--renders", type=int, default=3, help="first-render runs of each app")
+    parser.add_argument("--first-render-only", action="store_true")
     args = parser.parse_args()
+    first_render_ratio(args.renders)
+    if args.first_render_only:
+        return
     with chromium_page() as page:  # the browser is ready first: its own start-up is not the app's
         start = time.perf_counter()
         with serve_app() as (url, server):

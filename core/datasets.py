@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core import limits
-from core.images import mnist_style
+from core.images import mnist_style_all
 
 DIGIT_CLASSES = tuple(str(digit) for digit in range(10))
 FASHION_CLASSES = (
@@ -433,7 +433,7 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 def load_offline_digits(seed: int = 0, test_share: float = 0.2) -> Dataset:
     """scikit-learn's 1,797 handwritten digits (8×8 scans), framed as MNIST frames its digits."""
     scans, labels = _sklearn_digits()
-    images = np.stack([mnist_style(image / 16.0) for image in scans]).astype(np.float32)
+    images, _ = mnist_style_all(scans / 16.0)  # every scan holds a digit: none is blank
     order = np.random.default_rng(seed).permutation(len(labels))
     cut = int(round(len(labels) * (1 - test_share)))
     train, test = order[:cut], order[cut:]

@@ -25,21 +25,34 @@ agreement with the float model, and latency, down to a digit you draw yourself.
 """
 )
 
-dataset, choice = state.current_dataset()
-notice(choice)
-model = state.model()
-converted = state.variants()
+
+@st.fragment(run_every=0.25)
+def dataset_loading() -> None:
+    """Home draws before the dataset is loaded (in the background); this line stands in for the
+    session's figures until it is, then Home is drawn again with them."""
+    if state.current_dataset(wait=False) is not None:
+        st.rerun(scope="app")
+    st.caption("Loading the dataset (MNIST, or the offline digits without a network)…")
+
 
 st.subheader("This session")
-left, middle, right = st.columns(3)
-left.metric(
-    "Dataset",
-    choice.upload_label or dataset.name,
-    f"{dataset.train_size:,} train / {dataset.test_size:,} test",
-    delta_color="off",
-)
-middle.metric("Model", model.label if model else "none yet")
-right.metric("Variants converted", len(converted), ", ".join(converted) or None, delta_color="off")
+current = state.current_dataset(wait=False)
+if current is None:
+    dataset_loading()
+else:
+    dataset, choice = current
+    notice(choice)
+    model = state.model()
+    converted = state.variants()
+    left, middle, right = st.columns(3)
+    left.metric(
+        "Dataset",
+        choice.upload_label or dataset.name,
+        f"{dataset.train_size:,} train / {dataset.test_size:,} test",
+        delta_color="off",
+    )
+    middle.metric("Model", model.label if model else "none yet")
+    right.metric("Variants converted", len(converted), ", ".join(converted) or None, delta_color="off")
 
 st.subheader("The pages, in order")
 upcoming = next_step()

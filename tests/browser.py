@@ -38,9 +38,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(keras_home: str | None = None, timeout: float = 60, env: dict | None = None):
+def serve_app(keras_home: str | None = None, timeout: float = 60, env: dict | None = None, script: str = "app.py"):
     """`streamlit run app.py` on a free loopback port; yields (url, process). ``env`` adds variables
-    (e.g. QLAB_JOB_STATS, where the job service writes its counters)."""
+    (e.g. QLAB_JOB_STATS, where the job service writes its counters); ``script`` runs another app
+    (bench/app_figures.py's bare one-line app)."""
     port = free_port()
     env = {
         **os.environ,
@@ -55,7 +56,7 @@ def serve_app(keras_home: str | None = None, timeout: float = 60, env: dict | No
             "-m",
             "streamlit",
             "run",
-            "app.py",
+            script,
             "--server.port",
             str(port),
             "--server.address",

@@ -43,6 +43,16 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def home_until_loaded(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
+    """Rerun Home, as its polling fragment does, until the session's dataset is there."""
+    deadline = time.monotonic() + timeout
+    while "lab_dataset" not in at.session_state:
+        assert time.monotonic() < deadline, f"the dataset was not loaded after {timeout} s"
+        time.sleep(0.1)
+        at.run()
+    return at
+
+
 def test_home_on_a_fresh_session_falls_back_to_offline_digits_and_points_to_model(tmp_path, monkeypatch):
     import dataclasses
 
@@ -54,12 +64,74 @@ def test_home_on_a_fresh_session_falls_back_to_offline_digits_and_points_to_mode
     unreachable = dataclasses.replace(datasets.REMOTE_SOURCES["mnist"], origin=(tmp_path / "nowhere").as_uri())
     monkeypatch.setitem(datasets.REMOTE_SOURCES, "mnist", unreachable)
     _load_dataset.clear()
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at = home_until_loaded(AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run())
     _load_dataset.clear()  # the fallback must not stay cached for the tests after this one
     assert not at.exception
     assert "TFLite Quantization Lab" in at.title[0].value
     assert at.session_state["lab_dataset"].name == "digits"
     assert any("offline digits" in w.value for w in at.warning)
+    assert [m.label for m in at.metric] == ["Dataset", "Model", "Variants converted"]
+
+
+def test_home_draws_at_once_while_the_dataset_is_still_downloading(tmp_path, monkeypatch):
+    """Home's first run does not wait for the dataset (issue 14, item 9): a download that has not
+    answered yet leaves one line in place of the session's figures, and the page is all there."""
+    import dataclasses
+    import http.server
+    import threading
+
+    from core import datasets
+    from ui.resources import _load_dataset
+
+    answer = threading.Event()
+
+    class Stalled(http.server.BaseHTTPRequestHandler):  # the network edge: an origin that is slow to answer
+        def do_GET(self):
+            answer.wait(60)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalled)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    stalled = dataclasses.replace(datasets.REMOTE_SOURCES["mnist"], origin=f"http://127.0.0.1:{server.server_port}/")
+    monkeypatch.setitem(datasets.REMOTE_SOURCES, "mnist", stalled)
+    _load_dataset.clear()
+    try:
+        started = time.monotonic()
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=20).run()
+        drawn = time.monotonic() - started
+        assert not at.exception
+        assert "Loading the dataset" in texts(at) and not at.metric
+        assert len(at.get("page_link")) == 5, "every step is linked while the dataset loads"
+        assert "lab_dataset" not in at.session_state
+        assert drawn < 15, f"Home waited {drawn:.1f} s for the download"
+        answer.set()  # the origin answers (404): the offline digits stand in
+        home_until_loaded(at)
+        assert at.session_state["lab_dataset"].name == "digits" and len(at.metric) == 3
+    finally:
+        answer.set()
+        server.shutdown()
+        _load_dataset.clear()
+
+
+def test_the_server_draws_home_without_numpy():
+    """What app.py and Home import is light: NumPy, the datasets and the job service are imported
+    where they are used (the dataset's loader thread, the first job), not by Home's first run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import streamlit\n"
+        "import ui.jobs, ui.layout, ui.resources, ui.state\n"
+        "heavy = sorted(m for m in ('numpy', 'core.datasets', 'core.job_service') if m in sys.modules)\n"
+        "print(','.join(heavy))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "", f"imported before Home is drawn: {found.stdout.strip()}"
 
 
 def test_home_with_a_model_and_variants_shows_the_session(lab_state):

@@ -17,13 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from core import jobs
-from core.datasets import DATASET_NAMES, DatasetRef, save_npz
-from core.job_service import DONE, JobError, JobService, JobStatus, PoolSettings
 from ui import state
+
+if TYPE_CHECKING:  # types only: the service and NumPy are imported by the first job, not by Home's first run
+    from core import jobs
+    from core.datasets import DatasetRef
+    from core.job_service import JobService, JobStatus
 
 POLL_S = 0.5  # how often a page asks how its job is doing
 KIND_TITLES = {"train": "Training", "convert": "Conversion", "load": "Loading the model"}
@@ -71,6 +74,8 @@ def _session_alive(session_id: str) -> bool:
 @st.cache_resource(show_spinner=False)
 def service() -> JobService:
     """One job service (one pool) for every session of this server."""
+    from core.job_service import JobService, PoolSettings
+
     return JobService(PoolSettings.from_env(overrides=_secrets_overrides()), owner_alive=_session_alive)
 
 
@@ -93,6 +98,8 @@ def messages() -> dict[str, tuple[str, str]]:
 def dataset_ref() -> DatasetRef:
     """The session's dataset by reference, for a job: a built-in name, or the session's upload
     saved once (as an .npz in the session's folder) for the workers to read."""
+    from core.datasets import DATASET_NAMES, DatasetRef, save_npz
+
     dataset, choice = state.current_dataset()
     if choice.name in DATASET_NAMES:
         return DatasetRef.of(dataset)
@@ -106,6 +113,8 @@ def dataset_ref() -> DatasetRef:
 def submit(request, label: str = "") -> JobTicket | None:
     """Queue the request for this session; returns at once (None, with a message for the page,
     when the service refuses it)."""
+    from core.job_service import JobError
+
     try:
         submission = service().submit(request, owner())
     except (JobError, ValueError, OSError) as error:
@@ -161,6 +170,8 @@ def collect() -> None:
     """Land every finished job of this session in its state (called at the top of every run)."""
     if not tickets():
         return  # the common case: no job, and no need to start the service
+    from core.job_service import DONE
+
     for kind, ticket in list(tickets().items()):
         found = service().status(ticket.job_id)
         if found is not None and found.active:

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-import numpy as np
 import streamlit as st
 
-from core import datasets
-from core.evaluate import EvaluationResult
+if TYPE_CHECKING:  # imported where they are used: Home's first run draws before NumPy is even imported
+    import numpy as np
+
+    from core import datasets
+    from core.evaluate import EvaluationResult
 
 RETRY_DOWNLOAD_S = 300.0  # after a failed download, a visitor this much later tries again
 _attempts: dict[str, int] = {}  # name -> which attempt is cached
 _fell_back_at: dict[str, float] = {}  # name -> when the cached attempt fell back to the offline digits
+_loader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qlab-dataset")  # downloads and framing, off the script's thread
 
 
-def load_dataset(name: str) -> datasets.LoadedDataset:
+def load_dataset(name: str, wait: bool = True) -> datasets.LoadedDataset | None:
     """MNIST / Fashion-MNIST (downloaded once into the keras cache) or the offline digits.
+
+    The load runs in a background thread shared by every session, so a page can draw first and
+    show the dataset when it is there: with ``wait=False`` this returns None while it is still
+    loading (Home); otherwise it waits, with a spinner.
 
     A successful load is cached for the server's life. When the download failed and the offline
     digits stood in, that stands only for RETRY_DOWNLOAD_S: a passing network fault must not leave
@@ -24,14 +33,29 @@ def load_dataset(name: str) -> datasets.LoadedDataset:
     if name in _fell_back_at and time.monotonic() - _fell_back_at[name] > RETRY_DOWNLOAD_S:
         _attempts[name] = _attempts.get(name, 0) + 1
         del _fell_back_at[name]
-    loaded = _load_dataset(name, _attempts.get(name, 0))
+    loading = _load_dataset(name, _attempts.get(name, 0))
+    if not loading.done():
+        if not wait:
+            return None
+        with st.spinner("Loading the dataset…"):
+            loading.exception()  # waits
+    if loading.exception() is not None:  # not cached: the next run tries again
+        _load_dataset.clear(name, _attempts.get(name, 0))
+        raise loading.exception()
+    loaded = loading.result()
     if loaded.notice:
         _fell_back_at.setdefault(name, time.monotonic())
     return loaded
 
 
-@st.cache_resource(show_spinner="Loading the dataset…", max_entries=8)
-def _load_dataset(name: str, attempt: int) -> datasets.LoadedDataset:
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load_dataset(name: str, attempt: int) -> Future:
+    return _loader.submit(_load, name)
+
+
+def _load(name: str) -> datasets.LoadedDataset:
+    from core import datasets  # NumPy and the framing, imported in the loader's thread
+
     return datasets.load(name)
 
 

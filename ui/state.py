@@ -31,11 +31,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from core.datasets import Dataset, DatasetRef, LoadedDataset
-from core.models import ModelSummary
+if TYPE_CHECKING:  # types only: Home's first run draws without importing NumPy
+    from core.datasets import Dataset, DatasetRef, LoadedDataset
+    from core.models import ModelSummary
 
 
 @dataclass(frozen=True)
@@ -161,13 +163,16 @@ def job_messages() -> dict:
     return st.session_state.setdefault("lab_job_messages", {})
 
 
-def current_dataset() -> tuple[Dataset, DatasetChoice]:
-    """The session's dataset; on the first run, MNIST (or the offline digits when it cannot be had)."""
+def current_dataset(wait: bool = True) -> tuple[Dataset, DatasetChoice] | None:
+    """The session's dataset; on the first run, MNIST (or the offline digits when it cannot be had).
+    With ``wait=False``, None while a built-in dataset is still loading (see ui.resources.load_dataset)."""
     from ui.resources import load_dataset
 
     choice = dataset_choice()
     if choice is None:
-        loaded: LoadedDataset = load_dataset("mnist")
+        loaded: LoadedDataset | None = load_dataset("mnist", wait)
+        if loaded is None:
+            return None
         choice = DatasetChoice(loaded.dataset.name if loaded.notice else "mnist", loaded.notice, requested="mnist")
         st.session_state["lab_dataset"] = choice
         return loaded.dataset, choice
@@ -177,7 +182,8 @@ def current_dataset() -> tuple[Dataset, DatasetChoice]:
             return uploaded, choice
         choice = DatasetChoice("digits", "Your uploaded dataset is gone (the session restarted); using the offline digits.")
         st.session_state["lab_dataset"] = choice
-    return load_dataset(choice.name).dataset, choice
+    loaded = load_dataset(choice.name, wait)
+    return None if loaded is None else (loaded.dataset, choice)
 
 
 def latency_cache() -> dict:
