@@ -36,6 +36,10 @@ def canvas_fragment(converted: dict[str, state.ConvertedVariant], class_names) -
         )
     left, right = st.columns([2, 3])
     with left:
+        # The canvas's own toolbar (undo, redo, reset) floats just above it, shown on hover: room
+        # is left for it here, so that it covers nothing. A phone has no hover: Undo and Clear are
+        # also buttons under the canvas, big enough for a finger.
+        st.space("medium")
         result = st_canvas(
             stroke_width=18,
             stroke_color="#FFFFFF",
@@ -46,11 +50,17 @@ def canvas_fragment(converted: dict[str, state.ConvertedVariant], class_names) -
             return_image_data=True,
             key="canvas",
             initial_drawing=state.canvas_start(),
+            on_change=state.canvas_sent,
         )
-    if result.json_data is not None:
-        state.keep_drawing(result.json_data)  # kept for the next visit to this page
+        stale = state.canvas_stale()  # after Undo or Clear, until the canvas has redrawn and sent
+        if result.json_data is not None and not stale:
+            state.keep_drawing(result.json_data)  # kept for the next visit to this page
+        with st.container(horizontal=True, key="drawing_tools"):
+            drawn = state.strokes_drawn() > 0
+            st.button("Undo stroke", key="undo_stroke", icon=":material/undo:", on_click=state.undo_stroke, disabled=not drawn)
+            st.button("Clear", key="clear_drawing", icon=":material/delete:", on_click=state.clear_drawing, disabled=not drawn)
     digit = state.digit()  # the canvas sends nothing until a stroke: the answer to the restored drawing
-    if result.image_bytes is not None:
+    if result.image_bytes is not None and not stale:
         try:
             digit = mnist_style(canvas_png_to_grey(result.image_bytes))
         except (ValueError, OSError) as error:  # an image the canvas sent that cannot be read: one line
@@ -73,7 +83,10 @@ model = need_model()
 converted = need_variants() if model is not None else {}
 dataset = state.current_dataset()[0] if converted else None
 if converted and model_fits(model, dataset, "draw"):
-    st.write("Draw with the mouse (or a finger). The toolbar under the canvas undoes and clears.")
+    st.write(
+        "Draw a digit with the mouse or a finger. **Undo stroke** and **Clear** are under the canvas "
+        "(with a mouse, the canvas's own toolbar also shows above it when the pointer is over it)."
+    )
     st.html(CARD_STYLE)  # once per page, outside the fragment: a stroke sends only the cards
     state.drawing_start()  # restore the last drawing when the page is entered; within the page the canvas keeps its own
     canvas_fragment(converted, model.class_names or dataset.class_names)  # the answers are the model's classes

@@ -6,6 +6,7 @@ browsers on these machines, so the system chromium is launched directly.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -146,14 +147,25 @@ def wait_idle(page, timeout: float = 120_000) -> None:
 
 
 def go_to(page, title: str, timeout: float = 120_000) -> None:
-    """Move to a page through the app's own sidebar navigation (a full load would start a new session)."""
-    page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
+    """Move to a page through the app's own sidebar navigation (a full load would start a new session).
+    On a phone-sized page the sidebar is collapsed: it is opened first and closed after, as a person would."""
+    link = page.locator("[data-testid=stSidebarNav] a", has_text=title).first
+    on_screen = "e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.right > 0 && r.left < innerWidth; }"
+    nav_shown = f"() => ({on_screen})(document.querySelector('[data-testid=stSidebarNav] a'))"
+    opened = not link.evaluate(on_screen)
+    if opened:
+        page.locator("[data-testid=stExpandSidebarButton]").first.click()
+        page.wait_for_function(nav_shown, timeout=10_000)
+    link.click()
     heading = HEADINGS.get(title, title)
     page.wait_for_function(
         f"() => document.title.startsWith('{title}') || document.querySelector('h1')?.innerText.includes('{heading}')",
         timeout=timeout,
     )
     wait_idle(page, timeout)
+    if opened and link.evaluate(on_screen):  # the sidebar still covers the page: close it
+        page.locator("[data-testid=stSidebarCollapseButton] button, [data-testid=stSidebarCollapseButton]").first.click()
+        page.wait_for_function(f"() => !({nav_shown})()", timeout=10_000)
 
 
 def canvas_box(page):
@@ -219,3 +231,31 @@ def convert_variants(page, untick: tuple[str, ...] = ("float16", "int16x8"), tim
     page.locator(".st-key-convert button").click()
     page.get_by_text("Converted", exact=True).first.wait_for(timeout=timeout)
     wait_idle(page)
+
+
+def touch_stroke(page, points: list[tuple[float, float]], box=None, steps: int = 4) -> None:
+    """One finger stroke through points in canvas fractions (0–1), as a phone sends it (CDP touch
+    events; the page's context needs has_touch, or touch emulation turned on)."""
+    box = box or canvas_box(page)
+    cdp = page.context.new_cdp_session(page)
+    try:
+        xy = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": xy[0][0], "y": xy[0][1]}]})
+        for (x0, y0), (x1, y1) in itertools.pairwise(xy):
+            for step in range(1, steps + 1):
+                point = {"x": x0 + (x1 - x0) * step / steps, "y": y0 + (y1 - y0) * step / steps}
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    finally:
+        cdp.detach()
+
+
+def touch_tap(page, locator) -> None:
+    """A finger's tap on the middle of an element."""
+    box = locator.bounding_box()
+    touch_stroke(page, [(0.5, 0.5)], box, steps=1)
+
+
+def preview_source(page) -> str:
+    """The 28×28 image the models were given for the drawing now on the canvas (a data URL)."""
+    return page.locator(".st-key-predictions img").first.get_attribute("src")

@@ -14,12 +14,16 @@ import pytest
 from tests.browser import (
     ONE,
     SEVEN,
+    canvas_box,
     chromium_page,
     convert_variants,
     draw_stroke,
     go_to,
+    preview_source,
     require_browser,
     serve_app,
+    touch_stroke,
+    touch_tap,
     train_model,
     wait_idle,
 )
@@ -131,3 +135,77 @@ def test_8_deploys_ram_against_flash_chart_has_log_axes_that_fit_the_data_and_th
     assert 0.5 < x_low < 2 and 3.6 < x_high < 4.2, ranges
     assert 0.5 < y_low < 2 and 2.7 < y_high < 3.2, ranges
     chart.screenshot(path=str(SHOTS / "8-deploy-chart.png"))
+
+
+def test_9_draws_tools_cover_nothing_and_undo_and_clear_work_with_the_mouse(app_page):
+    """The canvas's own toolbar floated over the caption, which said it was under the canvas; now
+    the caption says where the tools are, room is left above the canvas, and Undo stroke / Clear
+    are buttons under it (issue 14, item 2)."""
+    page, _ = app_page
+    go_to(page, "Draw")
+    clear = page.locator(".st-key-clear_drawing button")
+    if clear.is_enabled():  # the drawing of the earlier tests
+        clear.click()
+    page.get_by_text("Draw a digit on the black square", exact=False).first.wait_for(timeout=30_000)
+    wait_idle(page)
+    draw_stroke(page, SEVEN)
+    page.locator(".st-key-predictions img").wait_for(timeout=30_000)
+    wait_idle(page)
+    seven = preview_source(page)
+    draw_stroke(page, [(0.2, 0.55), (0.8, 0.55)])  # a bar across: another image
+    page.wait_for_function(f"() => document.querySelector('.st-key-predictions img')?.src !== {seven!r}", timeout=30_000)
+    wait_idle(page)
+    box = canvas_box(page)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # hover: the toolbar shows
+    toolbar = page.locator(".dc-toolbar")
+    toolbar.evaluate("e => new Promise(r => setTimeout(r, 400))")  # its transition
+    assert toolbar.evaluate("e => getComputedStyle(e).opacity") == "1"
+    caption = page.get_by_text("Undo stroke", exact=False).first.bounding_box()
+    bar = toolbar.bounding_box()
+    assert bar["y"] >= caption["y"] + caption["height"], f"the toolbar {bar} covers the caption {caption}"
+    shot(page, "9-draw-tools")
+    tools = page.locator(".st-key-drawing_tools").bounding_box()
+    assert tools["y"] >= box["y"] + box["height"], "Undo and Clear are under the canvas, as the caption says"
+    page.locator(".st-key-undo_stroke button").click()
+    page.wait_for_function(f"() => document.querySelector('.st-key-predictions img')?.src === {seven!r}", timeout=30_000)
+    clear.click()
+    page.get_by_text("Draw a digit on the black square", exact=False).first.wait_for(timeout=30_000)
+    wait_idle(page)
+    assert not clear.is_enabled() and not page.locator(".st-key-undo_stroke button").is_enabled()
+
+
+def test_10_on_a_phone_a_finger_draws_and_undo_and_clear_are_reachable(app_page):
+    """A phone-sized page with touch: strokes by finger (CDP touch events), the buttons by taps. The
+    canvas's own toolbar is never shown there (no hover), which is why the buttons exist."""
+    page, _ = app_page
+    phone = page.context.browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    try:
+        mobile = phone.new_page()
+        mobile.goto(page.url.split("/draw")[0].split("/deploy")[0])
+        wait_idle(mobile)
+        train_model(mobile)  # the same training and conversion as the desktop session's: served from the job cache
+        convert_variants(mobile)
+        go_to(mobile, "Draw")
+        box = canvas_box(mobile)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, f"the canvas {box} is not inside a phone's width"
+        touch_stroke(mobile, SEVEN)
+        mobile.locator(".st-key-predictions img").wait_for(timeout=30_000)
+        wait_idle(mobile)
+        seven = preview_source(mobile)
+        touch_stroke(mobile, [(0.2, 0.55), (0.8, 0.55)])
+        mobile.wait_for_function(f"() => document.querySelector('.st-key-predictions img')?.src !== {seven!r}", timeout=30_000)
+        wait_idle(mobile)
+        assert mobile.locator(".dc-toolbar").evaluate("e => getComputedStyle(e).opacity") == "0"  # never shown by touch
+        undo = mobile.locator(".st-key-undo_stroke button")
+        assert undo.bounding_box()["height"] >= 32, "a button big enough for a finger"
+        undo.scroll_into_view_if_needed()
+        touch_tap(mobile, undo)
+        mobile.wait_for_function(f"() => document.querySelector('.st-key-predictions img')?.src === {seven!r}", timeout=30_000)
+        wait_idle(mobile)
+        mobile.screenshot(path=str(SHOTS / "10-phone-draw.png"), full_page=True)
+        clear = mobile.locator(".st-key-clear_drawing button")
+        clear.scroll_into_view_if_needed()
+        touch_tap(mobile, clear)
+        mobile.get_by_text("Draw a digit on the black square", exact=False).first.wait_for(timeout=30_000)
+    finally:
+        phone.close()

@@ -14,7 +14,9 @@ Keys (one place to look):
   results as Deploy last measured them; Compare's export carries them when they are of its variants;
 * ``lab_uploaded_dataset``: the :class:`~core.datasets.Dataset` the person uploaded;
 * ``lab_drawing``, ``lab_drawing_start``: the canvas's strokes (kept for the next visit to Draw), and
-  what the canvas was started with on this visit; ``lab_digit``: the 28×28 image of the last drawing;
+  what the canvas was started with on this visit (or by Undo / Clear, counted in ``lab_drawing_edits``; ``lab_canvas_stale`` until the canvas
+  sends what it reloaded);
+  ``lab_digit``: the 28×28 image of the last drawing;
 * ``pref_*``: a widget's last value, kept across page switches (:func:`remembered`);
 * ``lab_jobs``: ``{kind: JobTicket}``, this session's jobs still under way (see ``ui.jobs``);
 * ``lab_job_messages``: ``{kind: (level, text)}``, the last word on each kind of job;
@@ -227,6 +229,43 @@ def canvas_start():
 
 def keep_drawing(strokes) -> None:
     st.session_state["lab_drawing"] = strokes
+
+
+def strokes_drawn() -> int:
+    return len((st.session_state.get("lab_drawing") or {}).get("objects", []))
+
+
+def undo_stroke() -> None:
+    """Restart the canvas with its last stroke taken away (the Draw page's Undo button). The canvas
+    redraws what it is given and sends it back, so the answers follow."""
+    drawing = st.session_state.get("lab_drawing") or {"objects": []}
+    _restart_canvas({**drawing, "objects": list(drawing.get("objects", []))[:-1]})
+
+
+def canvas_sent() -> None:
+    """The canvas's on_change: what it holds now is new, not what it held before Undo or Clear."""
+    st.session_state["lab_canvas_stale"] = False
+
+
+def canvas_stale() -> bool:
+    return st.session_state.get("lab_canvas_stale", False)
+
+
+def clear_drawing() -> None:
+    _restart_canvas({"objects": []})
+
+
+def _restart_canvas(drawing: dict) -> None:
+    # The canvas reloads only a start it has not seen before: a counter keeps two identical
+    # starts (two Clears) apart.
+    edits = st.session_state.get("lab_drawing_edits", 0) + 1
+    st.session_state["lab_drawing_edits"] = edits
+    start = {**drawing, "qlab_edit": edits}
+    st.session_state["lab_drawing_start"] = start
+    st.session_state["lab_drawing"] = start
+    st.session_state["lab_canvas_stale"] = True  # until the canvas sends the drawing it reloaded
+    if not drawing["objects"]:
+        st.session_state["lab_digit"] = None
 
 
 def digit():
