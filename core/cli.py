@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--architecture", default="seed", help="seed or wide (when training)")
     run.add_argument("--epochs", type=int, default=1)
     run.add_argument(
+        "--augment", action="store_true", help="move each training image a little every epoch (shifts, rotations, stroke width)"
+    )
+    run.add_argument(
         "--variants",
         default=",".join(registry.POST_TRAINING),
         help=f"comma-separated, from: {', '.join(registry.VARIANTS)}; or 'all'",
@@ -141,6 +144,7 @@ def _run(args) -> int:
         model_path=args.model,
         preset=args.architecture,
         epochs=args.epochs,
+        augment=args.augment,
         variants=names,
         threads=args.threads,
         calibration=args.calibration,

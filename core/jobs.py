@@ -54,6 +54,7 @@ class TrainRequest:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
+    augment: bool = False
 
     kind = "train"
 
@@ -67,11 +68,13 @@ class TrainRequest:
                 "batch_size": self.batch_size,
                 "learning_rate": self.learning_rate,
                 "seed": self.seed,
+                "augment": self.augment,
             },
         )
 
     def describe(self) -> str:
-        return f"training {self.preset}, {self.epochs} epoch{'s' if self.epochs != 1 else ''} on {self.dataset.name} (seed {self.seed})"
+        augmented = ", augmented" if self.augment else ""
+        return f"training {self.preset}, {self.epochs} epoch{'s' if self.epochs != 1 else ''}{augmented} on {self.dataset.name} (seed {self.seed})"
 
     def run(self, progress: ProgressFn = ignore):
         return _train(self, progress)
@@ -247,7 +250,9 @@ def _train(request: TrainRequest, progress: ProgressFn) -> TrainOutcome:
     from core import models
 
     dataset = _dataset(request.dataset)
-    config = models.TrainConfig(request.preset, request.epochs, request.batch_size, request.learning_rate, request.seed)
+    config = models.TrainConfig(
+        request.preset, request.epochs, request.batch_size, request.learning_rate, request.seed, request.augment
+    )
     model, result = models.train_new(dataset, config, progress)
     data = models.to_bytes(model)
     return TrainOutcome(

@@ -28,6 +28,7 @@ class RunConfig:
     model_path: str | None = None
     preset: str = "seed"
     epochs: int = 1
+    augment: bool = False  # training images moved a little each epoch (core.images.augment)
     variants: tuple[str, ...] = registry.POST_TRAINING
     threads: int = 1
     calibration: int = DEFAULT_CALIBRATION
@@ -72,7 +73,9 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
             model = models.from_bytes(handle.read(), os.path.basename(config.model_path))
         architecture, epochs = os.path.basename(config.model_path), 0
     else:
-        model, _ = models.train_new(dataset, models.TrainConfig(config.preset, config.epochs, seed=config.seed), progress)
+        model, _ = models.train_new(
+            dataset, models.TrainConfig(config.preset, config.epochs, seed=config.seed, augment=config.augment), progress
+        )
         architecture, epochs = config.preset, config.epochs
     keras_accuracy = models.keras_accuracy(model, dataset.x_test, dataset.y_test)
     timings["train"] = time.perf_counter() - mark
@@ -124,7 +127,9 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
 
     report = build_report(
         dataset=dataset_info(dataset.summary(), bool(loaded.notice)),
-        model=model_info(architecture, epochs, model.count_params(), keras_accuracy),
+        model=model_info(
+            architecture, epochs, model.count_params(), keras_accuracy, None if config.model_path else config.augment
+        ),
         measurements=measurements,
         timings_s=timings,
         env=environment(config.threads, tensorflow=tf.__version__) | {"keras": keras.__version__},

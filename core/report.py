@@ -34,12 +34,15 @@ def dataset_info(summary: dict, offline_fallback: bool) -> dict:
     return {**summary, "offline_fallback": bool(offline_fallback)}
 
 
-def model_info(architecture: str, epochs: int | None, parameters: int | None, keras_accuracy: float | None) -> dict:
+def model_info(
+    architecture: str, epochs: int | None, parameters: int | None, keras_accuracy: float | None, augmented: bool | None = None
+) -> dict:
     """The report's ``model`` object, for the CLI and the app alike (None where it is not known,
-    e.g. the Keras accuracy of an uploaded .tflite)."""
+    e.g. the Keras accuracy of an uploaded .tflite, or how a model brought from elsewhere was trained)."""
     return {
         "architecture": architecture,
         "epochs": epochs,
+        "augmented": augmented,
         "parameters": None if parameters is None else int(parameters),
         "keras_accuracy": _number(keras_accuracy),
     }
@@ -160,6 +163,7 @@ SCHEMA = {
             "properties": {
                 "architecture": {"type": "string"},
                 "epochs": {"type": ["integer", "null"]},
+                "augmented": {"type": ["boolean", "null"]},
                 "parameters": {"type": ["integer", "null"]},
                 "keras_accuracy": _NUMBER,
             },

@@ -53,7 +53,8 @@ def dataset_ui() -> tuple[datasets.Dataset, state.DatasetChoice]:
     elif picked != current:
         loaded = load_dataset(picked)
         state.choose_dataset(
-            state.DatasetChoice(loaded.dataset.name if loaded.notice else picked, loaded.notice, requested=picked)
+            state.DatasetChoice(loaded.dataset.name if loaded.notice else picked, loaded.notice, requested=picked),
+            loaded.dataset.train_size,
         )
         st.rerun()
     return state.current_dataset()
@@ -97,9 +98,17 @@ def train_ui(dataset: datasets.Dataset) -> None:
         args=("preset",),
     )
     left.caption(models.PRESETS[preset].description)
-    # One pass over MNIST's 60,000 images is plenty; the 1,438 offline digits need a dozen.
-    suggested = int(np.clip(20_000 // max(dataset.train_size, 1), 1, 15))
-    epochs = remembered_widget(middle.number_input, "Epochs", "epochs", suggested, min_value=1, max_value=30, step=1)
+    suggested_epochs, suggested_augment = models.suggested_training(dataset.train_size)
+    epochs = remembered_widget(middle.number_input, "Epochs", "epochs", suggested_epochs, min_value=1, max_value=30, step=1)
+    augment = remembered_widget(
+        middle.checkbox,
+        "Augment",
+        "augment",
+        suggested_augment,
+        help="Every epoch, each training image is moved a little: rotated, squeezed, shifted, its strokes "
+        "thinned or thickened, the ways drawings differ. It helps a small dataset (the offline digits) "
+        "read digits people draw; MNIST's 60,000 need none.",
+    )
     seed = remembered_widget(
         right.number_input,
         "Seed",
@@ -114,11 +123,13 @@ def train_ui(dataset: datasets.Dataset) -> None:
     running = jobs_ui.active("train")
     if st.button("Train", key="train", type="primary", disabled=running, help="A training is under way" if running else None):
         try:
-            request = TrainRequest(jobs_ui.dataset_ref(), preset=preset, epochs=int(epochs), seed=int(seed))
+            request = TrainRequest(
+                jobs_ui.dataset_ref(), preset=preset, epochs=int(epochs), seed=int(seed), augment=bool(augment)
+            )
         except OSError as error:  # the upload could not be saved for the workers (a full disk): one line
             st.error(f"Training could not start: {error}")
             return
-        label = f"{models.PRESETS[preset].label}, {epochs} epoch{'s' if epochs > 1 else ''} on {dataset.name}"
+        label = f"{models.PRESETS[preset].label}, {epochs} epoch{'s' if epochs > 1 else ''}{', augmented' if augment else ''} on {dataset.name}"
         jobs_ui.submit(request, label)
         st.rerun()  # show the job's panel (and disable the button) at once
     jobs_ui.job_panel("train", chart=epoch_chart)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -190,10 +191,20 @@ ONE = [(0.5, 0.15), (0.5, 0.85)]
 
 
 def train_model(page, timeout: float = 300_000, epochs: int | None = None, seed: int | None = None) -> None:
-    """On the Model page: press Train and wait for the trained model to be shown."""
+    """On the Model page: press Train and wait for this training's word (trained, or served from the
+    class's cache, or joined), not just for a model: an earlier one may be shown already."""
     go_to(page, "Model")
     set_training(page, epochs, seed)
-    page.locator(".st-key-train button").click()
+    button = page.locator(".st-key-train button")
+    button.click()
+    # The click's run has started this training: the button is disabled while it runs, or the
+    # word of a result served at once from the class's cache is there.
+    page.wait_for_function(
+        "() => document.querySelector('.st-key-train button')?.disabled || "
+        "/shared cache|joined it/.test(document.querySelector('[data-testid=stMain]').innerText)",
+        timeout=timeout,
+    )
+    page.get_by_text(re.compile("Trained in|shared cache|joined it")).first.wait_for(timeout=timeout)
     page.get_by_text("Current model", exact=False).first.wait_for(timeout=timeout)
     wait_idle(page)
 
@@ -259,3 +270,52 @@ def touch_tap(page, locator) -> None:
 def preview_source(page) -> str:
     """The 28×28 image the models were given for the drawing now on the canvas (a data URL)."""
     return page.locator(".st-key-predictions img").first.get_attribute("src")
+
+
+def answers_shown(page) -> dict[str, tuple[str, float]]:
+    """Every variant's answer on the Draw page: {variant: (class, its probability)}."""
+    return {
+        card.get_attribute("data-variant"): (
+            card.locator(".answer").inner_text().strip(),
+            float(card.locator(".value").first.inner_text().strip().rstrip("%")) / 100,
+        )
+        for card in page.locator(".st-key-predictions [data-variant]").all()
+    }
+
+
+def draw_digit(page, strokes: list, touch: bool = False) -> dict[str, tuple[str, float]]:
+    """Clear the canvas, draw a digit stroke by stroke (each stroke waits for its answer: the canvas
+    sends 200 ms after a stroke), and return every variant's answer to the whole digit."""
+    clear = page.locator(".st-key-clear_drawing button")
+    if clear.is_enabled():
+        if touch:
+            touch_tap(page, clear)
+        else:
+            clear.click()
+        page.get_by_text("Draw a digit on the black square", exact=False).first.wait_for(timeout=30_000)
+        wait_idle(page)
+    box = canvas_box(page)
+    before = None
+    for stroke in strokes:
+        (touch_stroke if touch else draw_stroke)(page, stroke, box)
+        page.wait_for_function(
+            "before => { const img = document.querySelector('.st-key-predictions img'); return img && img.src !== before; }",
+            arg=before,
+            timeout=30_000,
+        )
+        wait_idle(page)
+        before = preview_source(page)
+    return answers_shown(page)
+
+
+def use_uploaded_dataset(page, files: list) -> None:
+    """On the Model page: pick "Your own files", upload them and use them."""
+    go_to(page, "Model")
+    page.locator(".st-key-dataset_select").click()
+    page.get_by_role("option", name="Your own files", exact=False).click()
+    wait_idle(page)
+    page.locator(".st-key-dataset_upload input[type=file]").set_input_files([str(path) for path in files])
+    page.locator(".st-key-use_dataset button").wait_for(timeout=30_000)
+    page.locator(".st-key-use_dataset button").click()
+    page.get_by_text("your upload", exact=False).first.wait_for(timeout=60_000)
+    wait_idle(page)

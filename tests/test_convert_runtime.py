@@ -7,6 +7,7 @@ from core import variants
 from core.runtime import LiteModel, RuntimeModelError, TensorInfo, dequantize, quantize
 
 ALL = list(variants.VARIANTS)
+QUANTIZED = [name for name in ALL if name != variants.REFERENCE]  # float32 against itself would prove nothing
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +20,7 @@ def test_float32_tflite_matches_keras(tflites, dataset, keras_predictions):
     assert np.mean(predictions == keras_predictions) >= 0.999
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", QUANTIZED)
 def test_variant_agrees_with_float32_within_its_tolerance(name, tflites, dataset, float_predictions):
     variant = variants.get(name)
     predictions = LiteModel(tflites[name]).predict_logits(dataset.x_test).argmax(axis=-1)
@@ -27,7 +28,7 @@ def test_variant_agrees_with_float32_within_its_tolerance(name, tflites, dataset
     assert agreement >= variant.min_agreement, f"{name}: agreement {agreement:.4f} < {variant.min_agreement}"
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", QUANTIZED)
 def test_variant_fits_its_size_budget(name, tflites):
     ratio = len(tflites[name]) / len(tflites["float32"])
     assert ratio <= variants.get(name).max_size_ratio, f"{name}: {ratio:.3f} of float32"

@@ -83,3 +83,56 @@ def test_batched_framing_gives_what_pillow_gives_each_image_alone():
                 assert not ours.any()
                 continue
             np.testing.assert_allclose(ours, pillow_framing(image), atol=1e-6)
+
+
+def test_augment_moves_each_digit_a_little_and_the_same_seed_moves_it_the_same_way():
+    from core.datasets import load_offline_digits
+    from core.images import augment
+
+    digits = load_offline_digits().x_train[:200]
+    moved = augment(digits, np.random.default_rng(7))
+    again = augment(digits, np.random.default_rng(7))
+    assert moved.shape == digits.shape and moved.dtype == np.float32
+    assert 0.0 <= moved.min() and moved.max() <= 1.0
+    np.testing.assert_array_equal(moved, again)
+    assert not np.array_equal(moved, augment(digits, np.random.default_rng(8)))
+    change = np.abs(moved - digits).mean(axis=(1, 2))
+    assert (change > 0).all(), "every image is moved"
+    ink_ratio = moved.sum(axis=(1, 2)) / digits.sum(axis=(1, 2))
+    assert 0.2 < ink_ratio.min() and ink_ratio.max() < 2.5, "a digit is moved, not lost or smeared"
+
+    # Squeezed in width: some copies are much narrower than their original, as a bar "1" is.
+    def width(images):
+        return (images > 0.3).any(axis=1).sum(axis=1)
+
+    assert (width(moved) <= 0.75 * width(digits)).mean() > 0.1
+
+
+def test_augmented_training_batches_cover_every_image_each_epoch_and_repeat_for_the_same_seed():
+    import itertools
+
+    from core.datasets import load_offline_digits
+    from core.models import TrainConfig, _augmented_batches
+
+    dataset = load_offline_digits()
+    config = TrainConfig(epochs=2, batch_size=100, seed=3, augment=True)
+    steps = int(np.ceil(dataset.train_size / 100))
+    first = list(itertools.islice(_augmented_batches(dataset, config), 2 * steps))
+    second = list(itertools.islice(_augmented_batches(dataset, config), 2 * steps))
+    for (x, y), (x2, y2) in zip(first, second, strict=True):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+    for epoch in range(2):
+        labels = np.concatenate([y for _, y in first[epoch * steps : (epoch + 1) * steps]])
+        assert np.array_equal(np.sort(labels), np.sort(dataset.y_train)), "each epoch sees every image once"
+    assert not np.array_equal(first[0][1], first[steps][1]), "each epoch in its own order"
+    other = next(_augmented_batches(dataset, TrainConfig(epochs=2, batch_size=100, seed=4, augment=True)))
+    assert not np.array_equal(other[0], first[0][0])
+
+
+def test_the_suggested_training_augments_small_datasets_only():
+    from core.models import suggested_training
+
+    assert suggested_training(1_438) == (30, True)  # the offline digits
+    assert suggested_training(8_000) == (2, False)  # mnist-small
+    assert suggested_training(60_000) == (1, False)  # MNIST

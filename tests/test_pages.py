@@ -166,7 +166,7 @@ def test_model_page_trains_in_the_worker(tmp_path, monkeypatch):
     assert not at.exception and not at.error
     trained = at.session_state["lab_model"]
     assert trained.keras_bytes[:2] == b"PK" and trained.keras_accuracy > 0.5 and len(trained.history) == 2
-    assert "epochs on digits" in trained.label
+    assert trained.label == "Seed CNN, 2 epochs, augmented on digits" and trained.augmented
 
 
 def test_quantize_page_lists_the_registry_and_converts_in_the_worker(lab_state):
@@ -332,6 +332,25 @@ def test_dataset_upload_accepts_idx_files_and_refuses_a_bad_npz(lab_state, tmp_p
     assert at.session_state["lab_dataset"].name == "upload"
     assert at.session_state["lab_uploaded_dataset"].train_size == digits.train_size
     assert at.session_state["lab_uploaded_dataset"].name == "your IDX files"
+
+
+def test_the_training_suggestion_follows_the_dataset(lab_state, tmp_path, dataset):
+    """The offline digits are trained 30 epochs, augmented; MNIST-style data of 8,000 images 2
+    epochs, not augmented: switching datasets sets the suggestion anew, over what was shown."""
+    from core import datasets
+
+    at = page("pages/model.py", {"lab_dataset": state.DatasetChoice("digits", requested="digits")})
+    assert at.number_input(key="epochs").value == 30 and at.checkbox(key="augment").value is True
+    at.number_input(key="epochs").set_value(12).run()
+    datasets.save_idx(tmp_path, dataset)  # mnist-small
+    files = [(path.name, path.read_bytes(), "application/gzip") for path in sorted(tmp_path.iterdir())]
+    at.selectbox(key="dataset_select").set_value("upload").run()
+    at.file_uploader(key="dataset_upload").set_value(files).run()
+    at.button(key="use_dataset").click().run()
+    assert not at.exception
+    assert at.number_input(key="epochs").value == 2 and at.checkbox(key="augment").value is False
+    at.selectbox(key="dataset_select").set_value("digits").run()
+    assert at.number_input(key="epochs").value == 30 and at.checkbox(key="augment").value is True
 
 
 def test_compare_page_shows_the_litert_quantizers_own_validation_beside_ours(lab_state, conversions):

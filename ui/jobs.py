@@ -289,7 +289,17 @@ def _trained(ticket: JobTicket, outcome: jobs.TrainOutcome, found: JobStatus) ->
 
     request: jobs.TrainRequest = ticket.request
     origin = _provenance(ticket, found)
-    state.set_model(_lab_model(ticket.label, outcome, request.dataset, history=outcome.history, seed=request.seed, origin=origin))
+    state.set_model(
+        _lab_model(
+            ticket.label,
+            outcome,
+            request.dataset,
+            history=outcome.history,
+            seed=request.seed,
+            origin=origin,
+            augmented=request.augment,
+        )
+    )
     if origin == "cache":
         messages()["train"] = (
             "info",

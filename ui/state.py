@@ -63,6 +63,7 @@ class LabModel:
     seed: int | None = None  # the training seed, when trained here
     origin: str = ""  # "" computed for this session, "cache" from the class's shared cache, "joined" shared while running
     class_names: tuple[str, ...] = ()  # the classes it answers with (its training data's); () when not known
+    augmented: bool | None = None  # trained here with core.images.augment; None when not trained here
     footprint: object = None  # core.runtime.Footprint of an uploaded .tflite, as core.runtime.check_model measured it
 
     def report_info(self) -> dict:
@@ -71,7 +72,7 @@ class LabModel:
 
         summary = self.summary
         architecture, parameters = (summary.architecture, summary.parameters) if summary else (self.label, None)
-        return model_info(architecture, len(self.history) or None, parameters, self.keras_accuracy)
+        return model_info(architecture, len(self.history) or None, parameters, self.keras_accuracy, self.augmented)
 
     @property
     def can_convert(self) -> bool:
@@ -211,10 +212,22 @@ def set_micro_results(converted: dict, dataset_digest: str, results: dict) -> No
 def use_uploaded_dataset(dataset: Dataset) -> None:
     st.session_state["lab_uploaded_dataset"] = dataset
     st.session_state["lab_dataset"] = DatasetChoice("upload", "", upload_label=dataset.name, requested="upload")
+    _suggest_training(dataset.train_size)
 
 
-def choose_dataset(choice: DatasetChoice) -> None:
+def choose_dataset(choice: DatasetChoice, train_size: int) -> None:
     st.session_state["lab_dataset"] = choice
+    _suggest_training(train_size)
+
+
+def _suggest_training(train_size: int) -> None:
+    """Another dataset: the Model page's epochs and augmentation are its suggestion for this one
+    (set before the widgets are drawn again: Streamlit keeps a widget's own value otherwise)."""
+    from core.models import suggested_training
+
+    for key, value in zip(("epochs", "augment"), suggested_training(train_size), strict=True):
+        st.session_state[key] = value
+        st.session_state[f"pref_{key}"] = value
 
 
 def drawing_start():
