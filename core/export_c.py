@@ -4,7 +4,9 @@
 array of the model's bytes and its length (the model sits in flash), the tensor arena size to
 allocate (measured by TFLite Micro, see core.micro), and the op resolver the model needs: one
 ``Add…()`` line per operator it uses, in a function that compiles once TFLM's
-``micro_mutable_op_resolver.h`` is included. core returns the text; the caller saves it.
+``micro_mutable_op_resolver.h`` is included. That function is not compiled here (no package ships
+TFLM's headers): its method names are checked against the header's own list
+(tests/data/tflm_resolver_methods.txt). core returns the text; the caller saves it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def c_identifier(name: str) -> str:
 IRREGULAR = {
     "PADV2": "AddPadV2",
     "BATCH_MATMUL": "AddBatchMatMul",
+    "CUMSUM": "AddCumSum",
     "REVERSE_V2": "AddReverseV2",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
 }

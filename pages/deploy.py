@@ -131,6 +131,13 @@ def export_ui(converted: dict, results: dict[str, micro.MicroResult]) -> None:
         key="download_c",
     )
     st.code(source.usage(), language="cpp")
+    st.caption(
+        "What the lab checked: the `.cc` (the model's bytes) compiles with g++ and gives back the "
+        "`.tflite` byte for byte, and every `Add…()` name is one TFLite Micro's `MicroMutableOpResolver` "
+        "declares. What it did not: the `Register…Ops` function is not compiled here, because no "
+        "package ships TFLite Micro's C++ headers; it compiles where your firmware includes "
+        "`micro_mutable_op_resolver.h` first."
+    )
 
 
 model = need_model()

@@ -228,20 +228,46 @@ def test_export_c_compiles_and_holds_the_model_byte_for_byte(mnist_small_report,
     assert dumped.returncode == 0 and dumped.stdout == model.read_bytes()
 
 
-def test_the_resolver_names_only_operators_tflite_micro_has(mnist_small_report):
-    """Every Add…() line of the export is an operator TFLite Micro's runtime registers (its symbols)."""
+def tflm_resolver_methods() -> set[str]:
+    """MicroMutableOpResolver's Add…() methods, as TFLM's header declares them (vendored: the
+    header is in no package, so the exported resolver function cannot be compiled here)."""
+    lines = (Path(__file__).parent / "data" / "tflm_resolver_methods.txt").read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_every_builtin_tflite_micro_runs_gets_the_resolver_method_its_header_declares():
+    """For each builtin operator TFLite Micro's runtime registers (its Register_… symbols), the
+    export's Add…() name is one MicroMutableOpResolver declares. This found CUMSUM -> AddCumsum,
+    where TFLM's method is AddCumSum."""
+    import re
+
     import tflite_micro
 
-    from core.export_c import to_c
-    from core.inspect import inspect_tflite
+    from core.export_c import resolver_method
+    from core.inspect import OPERATORS
 
     runtime = Path(tflite_micro.__file__).parent / "python" / "tflite_micro" / "_runtime.so"
-    symbols = runtime.read_bytes()
+    registered = {name.decode() for name in re.findall(rb"Register_([A-Z0-9_]+?)Ev", runtime.read_bytes())}
+    builtins = registered & set(OPERATORS.values())
+    assert {"CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "RESHAPE", "SOFTMAX"} <= builtins and len(builtins) > 80
+    methods = tflm_resolver_methods()
+    assert {op: resolver_method(op) for op in sorted(builtins) if resolver_method(op) not in methods} == {}
+
+
+def test_the_exported_resolver_registers_each_operator_of_the_model_once(mnist_small_report):
+    from core.export_c import to_c
+
     _, _, out = mnist_small_report
     data = (out / "models" / "int8.tflite").read_bytes()
-    for op in inspect_tflite(data).operator_counts:
-        assert f"Register_{op}".encode() in symbols, op
-    assert len(to_c(data, "int8").resolver_lines) == len(inspect_tflite(data).operator_counts)
+    lines = to_c(data, "int8").resolver_lines
+    called = [line.removeprefix("resolver.").removesuffix("();") for line in lines]
+    assert len(set(called)) == len(called) and set(called) <= tflm_resolver_methods()
+    # The operators as LiteRT's own interpreter lists them (not as core.inspect read them).
+    from core.export_c import resolver_method
+    from core.runtime import LiteModel
+
+    ops = {op["op_name"] for op in LiteModel(data, xnnpack=False).ops()}
+    assert set(called) == {resolver_method(op) for op in ops}, ops
 
 
 def test_export_c_of_a_bad_file_or_a_model_tflm_refuses_is_exit_2_and_one_line(mnist_small_report, tmp_path):
