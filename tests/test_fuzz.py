@@ -76,6 +76,34 @@ def run_cases(kind: str, folder: Path, count: int) -> list[dict]:
     return results
 
 
+README_ROWS = {"tflite": f"{TFLITE_CASES} `.tflite`", "dataset": f"{DATASET_CASES} datasets", "keras": f"{KERAS_CASES} `.keras`"}
+
+
+def readme_figures(kind: str) -> dict[str, float]:
+    """The README's row for this kind of case: {"refused": 326, "ran": 194, "crashed": 0, "peak": 48, …}."""
+    import re
+
+    row = next(
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip() == README_ROWS[kind]
+    )
+    ended = row.split("|")[3]
+    figures = {word: float(number) for number, word in re.findall(r"(\d+) (refused|ran|loaded|crashed|tracebacks)", ended)}
+    figures["peak"] = float(re.search(r"peak ≤ (\d+) MB", ended).group(1))
+    return figures
+
+
+def check_against_readme(kind: str, tally: Counter, peak_mb: float) -> None:
+    """The README's figures are this suite's: no more crashes or tracebacks than it says (0), the
+    refusals within 5% of its counts (mutations of freshly trained models end a little differently
+    from run to run), and the peak within 30% of its figure."""
+    stated = readme_figures(kind)
+    assert tally["crashed"] <= stated.get("crashed", 0) and stated.get("tracebacks", 0) == 0
+    assert abs(tally["refused"] - stated["refused"]) <= 0.05 * sum(tally.values()), (dict(tally), stated)
+    assert peak_mb <= 1.3 * stated["peak"], f"{kind}: peak {peak_mb:.0f} MB, the README says ≤ {stated['peak']:.0f} MB"
+
+
 def check(kind: str, results: list[dict], count: int) -> Counter:
     assert len(results) == count, f"{len(results)} of {count} cases reported"
     errors = [r for r in results if r["outcome"] == "error"]
@@ -85,7 +113,9 @@ def check(kind: str, results: list[dict], count: int) -> Counter:
     refusals = [r["message"] for r in results if r["outcome"] == "refused"]
     assert all(message and "\n" not in message.strip() for message in refusals), "every refusal is one line"
     tally = Counter(r["outcome"] for r in results)
-    print(f"\nfuzz {kind}: {count} cases: {dict(tally)}; max peak {max(r['peak_mb'] for r in results):.0f} MB")
+    peak = max(r["peak_mb"] for r in results)
+    print(f"\nfuzz {kind}: {count} cases: {dict(tally)}; max peak {peak:.0f} MB")
+    check_against_readme(kind, tally, peak)
     return tally
 
 
