@@ -28,7 +28,7 @@ from tests.browser import (
     train_model,
     wait_idle,
 )
-from tests.drawn_digits import WAYS
+from tests.drawn_digits import PLACES, WAYS, placed
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
@@ -219,7 +219,7 @@ def test_11_the_default_offline_model_reads_a_plain_bar_one(app_page):
     "4" before (issue 14, item 3). bench/drawn_digits.py measures every way of every digit."""
     page, _ = app_page
     go_to(page, "Draw")
-    for name in ("1 bar", "1 slanted bar"):
-        answers = draw_digit(page, WAYS[name][1])
-        assert answers["float32"][0] == "1", f"{name}: {answers}"
+    for place in PLACES:
+        answers = draw_digit(page, placed(WAYS["1 bar"][1], *PLACES[place]))
+        assert answers["float32"][0] == "1", f"a bar 1 ({place}): {answers}"
     shot(page, "11-bar-one")
