@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.add_argument("--verbose", action="store_true", help="also show what TensorFlow prints (Keras files)")
     inspect.add_argument("--classes", type=int, default=10, help="the classes its outputs must be (the lab's datasets have 10)")
+    inspect.add_argument(
+        "--tensors", action="store_true", help="every quantized tensor: its type, bits, scale(s) and zero point(s), from the file"
+    )
+    inspect.add_argument(
+        "--reference", help="the float32 .tflite the quantized weights replace: adds each weight's clipped fraction and SNR"
+    )
     export = commands.add_parser("export-c", help="a .tflite as a .h/.cc pair for TensorFlow Lite Micro")
     export.add_argument("file")
     export.add_argument("--out", default=".", help="the folder to write NAME_model_data.h and .cc to")
@@ -211,6 +217,16 @@ def _inspect(args) -> int:
         raise BadInput(f"{path.name}: {error}") from error
     except RuntimeModelError as error:
         raise BadInput(str(error)) from error
+    reference = None
+    if args.reference:
+        reference_path = Path(args.reference)
+        if not reference_path.is_file():
+            raise BadInput(f"{reference_path}: no such file")
+        reference = reference_path.read_bytes()
+        try:
+            inspect_tflite(reference)
+        except ModelFormatError as error:
+            raise BadInput(f"{reference_path.name}: {error}") from error
     if args.json:
         print(json.dumps({**inspection.to_dict(), "footprint": asdict(found)}, indent=2))
     else:
@@ -219,6 +235,11 @@ def _inspect(args) -> int:
             f"one image: {found.tensor_bytes:,} bytes of tensors, {found.invoke_ms:.3f} ms, batches of up to {found.max_batch} "
             f"(probe peak {found.peak_mb:.0f} MB)"
         )
+    if args.tensors or reference is not None:
+        from core.quantization import format_tensors
+
+        print()
+        print(format_tensors(data, reference))
     return 0
 
 

@@ -1,0 +1,100 @@
+"""Inside quantization: every quantized tensor's numbers, read from the file, against LiteRT's own."""
+
+import numpy as np
+import pytest
+
+from core import variants
+from core.quantization import (
+    compare_weight,
+    dequantize,
+    float_weights_by_name,
+    format_tensors,
+    quantized_tensors,
+    stored_integers,
+)
+from core.runtime import LiteModel
+
+QUANTIZED = [name for name in variants.VARIANTS if name not in (variants.REFERENCE, "float16")]
+
+
+@pytest.mark.parametrize("name", QUANTIZED)
+def test_every_scale_zero_point_and_stored_integer_is_what_litert_reads(name, tflites):
+    tensors = quantized_tensors(tflites[name])
+    assert tensors, f"{name} has quantized tensors"
+    litert = LiteModel(tflites[name], xnnpack=False)
+    details = {d["index"]: d for d in litert.tensor_details()}
+    for tensor in tensors:
+        found = details[tensor.index]["quantization_parameters"]
+        np.testing.assert_allclose(tensor.scales, found["scales"], rtol=1e-6, err_msg=tensor.name)
+        assert list(tensor.zero_points) == [int(z) for z in found["zero_points"]], tensor.name
+        if tensor.per_channel:
+            assert tensor.axis == found["quantized_dimension"]
+        if tensor.is_weight:
+            ours = stored_integers(tflites[name], tensor)
+            theirs = litert.tensor(tensor.index)
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"{name}: {tensor.name}")
+            # Dequantized with the file's scale and zero point, as LiteRT's own parameters say.
+            scales, zeros = np.asarray(found["scales"]), np.asarray(found["zero_points"])
+            if tensor.per_channel:
+                shape = [1] * theirs.ndim
+                shape[tensor.axis] = -1
+                scales, zeros = scales.reshape(shape), zeros.reshape(shape)
+            np.testing.assert_allclose(dequantize(tensor, ours), (theirs - zeros) * scales, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [name for name in QUANTIZED if not variants.get(name).needs_training_data])
+def test_each_quantized_weight_is_close_to_the_float_weight_it_replaces(name, tflites):
+    """(Quantization-aware training retrains the weights: they replace no float32 weight.)"""
+    floats = float_weights_by_name(tflites["float32"])
+    compared = 0
+    for tensor in quantized_tensors(tflites[name]):
+        if not tensor.is_weight or tensor.name not in floats or tensor.bits > 16:
+            continue  # biases are int32 at the scale of input × weight: compared through the layers, not here
+        result = compare_weight(tensor, stored_integers(tflites[name], tensor), floats[tensor.name])
+        low, high = tensor.levels
+        floor = {8: 30.0, 4: 10.0, 2: 0.0}[tensor.bits]
+        assert result.snr_db > floor, f"{name}: {tensor.name} at {tensor.bits} bits: {result.snr_db:.1f} dB"
+        assert result.clipped_fraction < 0.01
+        # Rounding: within half a step of the float value, wherever it was not clipped.
+        step = np.asarray(tensor.scales).max()
+        assert np.abs(result.error).max() <= step / 2 + 1e-6 or result.clipped_fraction > 0
+        compared += 1
+    assert compared >= 1, f"{name}: no weight matched its float32 counterpart"
+
+
+def test_a_retrained_models_weights_are_said_to_have_no_float_counterpart(tflites):
+    table = format_tensors(tflites["qat_int8"], tflites["float32"])
+    assert "no match" in table
+
+
+def test_a_model_with_nothing_quantized_says_so(tflites):
+    assert quantized_tensors(tflites["float32"]) == []
+    assert format_tensors(tflites["float32"]) == "nothing quantized in this model: no tensor carries a scale"
+
+
+def test_the_table_writes_the_files_formula_with_its_numbers(tflites):
+    int8 = quantized_tensors(tflites["int8"])
+    first = int8[0]  # the model's input: one scale, zero point −128
+    assert not first.per_channel and first.levels == (-128, 127)
+    text = first.mapping()
+    assert f"× (q − {first.zero_points[0]})" in text and "q in -128…127" in text
+    low, high = first.real_ranges()[0]
+    assert low == pytest.approx(first.scales[0] * (-128 - first.zero_points[0]))
+    assert high == pytest.approx(first.scales[0] * (127 - first.zero_points[0]))
+    table = format_tensors(tflites["int8"], tflites["float32"])
+    assert "activation" in table and "weight" in table and "%" in table
+
+
+def test_cli_inspect_tensors_prints_the_table_with_the_float_reference(tflites, tmp_path):
+    from tests.test_cli import cli
+
+    (tmp_path / "int8.tflite").write_bytes(tflites["int8"])
+    (tmp_path / "float32.tflite").write_bytes(tflites["float32"])
+    result = cli("inspect", str(tmp_path / "int8.tflite"), "--tensors", "--reference", str(tmp_path / "float32.tflite"))
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if " weight " in line and " int8 " in line]
+    assert len(rows) == 2 and all("%" in row for row in rows), result.stdout  # the conv and dense kernels
+    nothing = cli("inspect", str(tmp_path / "float32.tflite"), "--tensors")
+    assert nothing.returncode == 0 and "nothing quantized in this model" in nothing.stdout
+    missing = cli("inspect", str(tmp_path / "int8.tflite"), "--reference", str(tmp_path / "none.tflite"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
