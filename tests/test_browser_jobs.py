@@ -58,7 +58,8 @@ def test_a_training_outlives_a_page_switch_and_lands_while_another_page_is_open(
     go_to(page, "Home")
     assert "Running for this session" in sidebar_text(page)  # the sidebar panel follows the job
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=stSidebar]').innerText.includes('3 epochs, augmented on digits')", timeout=180_000
+        "() => document.querySelector('[data-testid=stSidebar]').innerText.includes('3 epochs, augmented on digits')",
+        timeout=180_000,
     )
     go_to(page, "Model")
     assert page.get_by_text("Current model", exact=False).first.is_visible()
