@@ -127,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--name", help="the C name (default: the file's name)")
     export.add_argument("--arena", type=int, help="the tensor arena size; default: measured by TFLite Micro")
     commands.add_parser("variants", help="list the variants the lab knows")
+    what_if = commands.add_parser("sweep", help="what-if: a float32 .tflite's kernels rounded to 8…2 bits, scored on a dataset")
+    what_if.add_argument("file", help="a float32 .tflite")
+    what_if.add_argument("--dataset", choices=DATASET_NAMES, default="digits")
+    what_if.add_argument("--data-dir", help="a folder of IDX files or a keras-format .npz")
+    what_if.add_argument("--ranges", default="min-max,mse", help="comma-separated, from: min-max, percentile, mse")
     return parser
 
 
@@ -306,6 +311,40 @@ def _export_c(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    """The what-if table: accuracy against bits, per granularity and clipping range (core.quantization.sweep)."""
+    import time
+
+    from core.datasets import load
+    from core.inspect import ModelFormatError
+    from core.quantization import RANGES, format_sweep, kernels, sweep
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    ranges = tuple(part.strip() for part in args.ranges.split(",") if part.strip())
+    if not ranges or set(ranges) - set(RANGES):
+        raise BadInput(f"--ranges takes {', '.join(RANGES)}; got {args.ranges!r}")
+    data = path.read_bytes()
+    try:
+        if not kernels(data):
+            raise BadInput(f"{path.name}: no float32 convolution or dense kernel to round (is it the float32 variant?)")
+    except ModelFormatError as error:
+        raise BadInput(f"{path.name}: {error}") from error
+    loaded = load(args.dataset, args.data_dir)
+    if loaded.notice:
+        print(f"notice: {loaded.notice}", file=sys.stderr)
+    dataset = loaded.dataset
+    with libraries_quiet(True):
+        start = time.perf_counter()
+        points = sweep(data, dataset.x_test, dataset.y_test, ranges=ranges)
+        seconds = time.perf_counter() - start
+    print(f"{path.name}'s kernels rounded, scored on {dataset.test_size:,} test images of {dataset.name} (accuracy):")
+    print(format_sweep(points))
+    print(f"{len(points)} models in {seconds:.2f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines are not for students
     args = _parser().parse_args(argv)
@@ -316,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export-c":
             return _export_c(args)
+        if args.command == "sweep":
+            return _sweep(args)
         return _run(args) if args.command == "run" else _inspect(args)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)

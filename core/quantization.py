@@ -96,10 +96,7 @@ def stored_integers(tflite: bytes, tensor: TensorQuantization) -> np.ndarray:
     bits first, as LiteRT packs them)."""
     if not tensor.is_weight:
         raise ValueError(f"{tensor.name} is an activation: its integers exist only while the model runs")
-    model = validate_flatbuffer(tflite)
-    raw = model.subgraphs[0].tensors[tensor.index]
-    buffer = model.buffers[raw.buffer]
-    data = bytes(tflite[buffer.offset : buffer.offset + buffer.size]) if buffer.offset else bytes(bytearray(buffer.data))
+    data = _buffer_bytes(tflite, tensor.index)
     count = int(np.prod(tensor.shape)) if tensor.shape else 1
     if tensor.bits in (2, 4):
         packed = np.frombuffer(data, dtype=np.uint8)
@@ -173,10 +170,16 @@ def float_weights_by_name(float_tflite: bytes) -> dict[str, np.ndarray]:
 
 
 def _float_values(tflite: bytes, tensor: TensorQuantization) -> np.ndarray:
+    return np.frombuffer(_buffer_bytes(tflite, tensor.index), dtype="<f4").reshape(tensor.shape)
+
+
+def _buffer_bytes(tflite: bytes, tensor_index: int) -> bytes:
+    """A constant tensor's stored bytes: at the buffer's offset (files over 2 GB's layout) or inline."""
     model = validate_flatbuffer(tflite)
-    buffer = model.buffers[model.subgraphs[0].tensors[tensor.index].buffer]
-    data = bytes(tflite[buffer.offset : buffer.offset + buffer.size]) if buffer.offset else bytes(bytearray(buffer.data))
-    return np.frombuffer(data, dtype="<f4").reshape(tensor.shape)
+    buffer = model.buffers[model.subgraphs[0].tensors[tensor_index].buffer]
+    if buffer.offset:
+        return bytes(tflite[buffer.offset : buffer.offset + buffer.size])
+    return bytes(bytearray(buffer.data)) if buffer.data is not None else b""
 
 
 def format_tensors(tflite: bytes, float_tflite: bytes | None = None) -> str:
@@ -206,4 +209,151 @@ def format_tensors(tflite: bytes, float_tflite: bytes | None = None) -> str:
         lines.append(
             f"{tensor.name[:44]:<44} {kind:<10} {tensor.dtype:<6} {tensor.bits:>4} {scales:<22} {zero:<8} {clipped:>8} {snr:>7}"
         )
+    return "\n".join(lines)
+
+
+# -- what-if: the float32 model's weights rounded to fewer bits, scored for real ------------------
+
+GRANULARITIES = ("per-channel", "per-tensor")
+RANGES = ("min-max", "percentile", "mse")  # the clipping range of each channel (or of the tensor)
+KERNEL_INPUT = {"CONV_2D": (1, 0), "FULLY_CONNECTED": (1, 0), "DEPTHWISE_CONV_2D": (1, 3)}  # op -> (input slot, channel axis)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A float32 weight that a quantizer would round: a convolution's or a dense layer's kernel."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    axis: int  # its output channels
+    offset: int  # where its float32 values start in the file
+    op: str
+
+
+def kernels(float_tflite: bytes) -> list[Kernel]:
+    """The kernels of the float32 model, with where their bytes are in the file (biases stay float,
+    as the converter keeps them at 32 bits)."""
+    inspection = inspect_tflite(float_tflite)
+    model = validate_flatbuffer(float_tflite)
+    raw = model.subgraphs[0].tensors
+    found = {}
+    for op in inspection.operators:
+        if op.op not in KERNEL_INPUT or len(op.inputs) <= KERNEL_INPUT[op.op][0]:
+            continue
+        index = op.inputs[KERNEL_INPUT[op.op][0]]
+        tensor = inspection.tensors[index]
+        buffer = model.buffers[raw[index].buffer]
+        if not tensor.is_weight or tensor.dtype != "float32":
+            continue
+        start = int(buffer.offset) if buffer.offset else _inline_start(float_tflite, raw[index].buffer)
+        found[index] = Kernel(index, tensor.name, tensor.shape, KERNEL_INPUT[op.op][1], start, op.op)
+    return list(found.values())
+
+
+def _inline_start(tflite: bytes, buffer_index: int) -> int:
+    """Where a buffer's data vector starts in the file (the object API keeps the bytes, not where
+    they were): read through the flatbuffer's own tables."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    buffer = schema.Model.GetRootAs(tflite, 0).Buffers(buffer_index)
+    field = buffer._tab.Offset(4)  # Buffer.data, the table's first field
+    return int(buffer._tab.Vector(field)) if field else 0
+
+
+def clip_range(values: np.ndarray, how: str, bits: int) -> float:
+    """The largest magnitude kept, for symmetric levels −(2^(b−1)−1)…2^(b−1)−1 (as weights are
+    quantized): the largest |value| (min-max), its 99.9th percentile, or the one of least squared
+    error over a grid of candidates (mse), which clips a few outliers to round the rest finer."""
+    magnitude = np.abs(values.astype(np.float64))
+    top = float(magnitude.max()) if magnitude.size else 0.0
+    if how == "min-max" or top == 0.0:
+        return top
+    if how == "percentile":
+        return float(np.percentile(magnitude, 99.9)) or top
+    if how == "mse":
+        best, best_error = top, np.inf
+        for candidate in top * np.linspace(0.3, 1.0, 36):
+            error = float(np.mean((fake_quantize(values, candidate, bits) - values) ** 2))
+            if error < best_error:
+                best, best_error = candidate, error
+        return best
+    raise ValueError(f"unknown range {how!r}; choose from {', '.join(RANGES)}")
+
+
+def fake_quantize(values: np.ndarray, limit: float, bits: int) -> np.ndarray:
+    """Round to 2^b − 1 symmetric levels over [−limit, limit] and back to float (clipping outside)."""
+    top = 2 ** (bits - 1) - 1
+    if limit <= 0:
+        return np.zeros_like(values)
+    scale = limit / top
+    return (np.clip(np.round(values / scale), -top, top) * scale).astype(values.dtype)
+
+
+def with_rounded_kernels(float_tflite: bytes, bits: int, granularity: str, how: str) -> bytes:
+    """A copy of the float32 .tflite whose kernels hold their values rounded to ``bits`` bits, per
+    channel or per tensor, with the chosen clipping range: written in place, byte for byte the same
+    model otherwise. No TensorFlow: NumPy on the file's bytes."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; choose from {', '.join(GRANULARITIES)}")
+    if not 2 <= bits <= 16:
+        raise ValueError(f"bits must lie in 2–16, got {bits}")
+    data = bytearray(float_tflite)
+    for kernel in kernels(float_tflite):
+        count = int(np.prod(kernel.shape))
+        values = np.frombuffer(float_tflite, dtype="<f4", count=count, offset=kernel.offset).reshape(kernel.shape).copy()
+        if granularity == "per-tensor":
+            rounded = fake_quantize(values, clip_range(values, how, bits), bits)
+        else:
+            moved = np.moveaxis(values, kernel.axis, 0)
+            rounded = np.moveaxis(
+                np.stack([fake_quantize(channel, clip_range(channel, how, bits), bits) for channel in moved]), 0, kernel.axis
+            )
+        data[kernel.offset : kernel.offset + 4 * count] = rounded.astype("<f4").tobytes()
+    return bytes(data)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    bits: int
+    granularity: str
+    range: str
+    accuracy: float
+    agreement: float  # with the float32 model's own answers
+
+
+def sweep(
+    float_tflite: bytes,
+    images: np.ndarray,
+    labels: np.ndarray,
+    bits: tuple[int, ...] = (8, 7, 6, 5, 4, 3, 2),
+    granularities: tuple[str, ...] = GRANULARITIES,
+    ranges: tuple[str, ...] = ("min-max", "mse"),
+    progress=None,
+) -> list[SweepPoint]:
+    """Every combination scored by LiteRT on the images: what bits, range and granularity alone do
+    to the float32 model (activations stay float, as in the weight-only and dynamic variants)."""
+    from core.runtime import LiteModel
+
+    reference = LiteModel(float_tflite).predict_logits(images).argmax(axis=-1)
+    combos = [(b, g, r) for b in bits for g in granularities for r in ranges]
+    points = []
+    for done, (width, granularity, how) in enumerate(combos):
+        rounded = with_rounded_kernels(float_tflite, width, granularity, how)
+        answers = LiteModel(rounded).predict_logits(images).argmax(axis=-1)
+        points.append(
+            SweepPoint(width, granularity, how, float(np.mean(answers == labels)), float(np.mean(answers == reference)))
+        )
+        if progress is not None:
+            progress((done + 1) / len(combos), f"{width} bits, {granularity}, {how}")
+    return points
+
+
+def format_sweep(points: list[SweepPoint]) -> str:
+    columns = sorted({(p.granularity, p.range) for p in points}, key=lambda c: (GRANULARITIES.index(c[0]), RANGES.index(c[1])))
+    header = f"{'bits':>4}  " + "  ".join(f"{g + ', ' + r:>22}" for g, r in columns)
+    lines = [header]
+    for width in sorted({p.bits for p in points}, reverse=True):
+        row = {(p.granularity, p.range): p for p in points if p.bits == width}
+        lines.append(f"{width:>4}  " + "  ".join(f"{row[c].accuracy:>22.4f}" if c in row else f"{'':>22}" for c in columns))
     return "\n".join(lines)

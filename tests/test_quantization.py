@@ -98,3 +98,51 @@ def test_cli_inspect_tensors_prints_the_table_with_the_float_reference(tflites, 
     assert nothing.returncode == 0 and "nothing quantized in this model" in nothing.stdout
     missing = cli("inspect", str(tmp_path / "int8.tflite"), "--reference", str(tmp_path / "none.tflite"))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_rounded_kernels_change_only_the_kernels_bytes_and_take_their_levels(tflites):
+    from core.quantization import kernels, with_rounded_kernels
+
+    original = tflites["float32"]
+    found = kernels(original)
+    assert {k.op for k in found} == {"CONV_2D", "FULLY_CONNECTED"}
+    rounded = with_rounded_kernels(original, 2, "per-channel", "min-max")
+    assert len(rounded) == len(original)
+    inside = np.zeros(len(original), dtype=bool)
+    for kernel in found:
+        inside[kernel.offset : kernel.offset + 4 * int(np.prod(kernel.shape))] = True
+        values = np.frombuffer(rounded, "<f4", int(np.prod(kernel.shape)), kernel.offset).reshape(kernel.shape)
+        for channel in np.moveaxis(values, kernel.axis, 0):
+            assert len(np.unique(channel)) <= 3, "2 bits, symmetric: −1, 0, +1 steps"
+    before, after = np.frombuffer(original, np.uint8), np.frombuffer(rounded, np.uint8)
+    assert np.array_equal(before[~inside], after[~inside]) and not np.array_equal(before[inside], after[inside])
+    LiteModel(rounded).predict_logits(np.zeros((2, 28, 28), np.float32))  # still a model LiteRT runs
+
+
+def test_the_sweep_at_8_bits_per_channel_is_within_half_a_point_of_the_real_dynamic_variant(tflites, dataset):
+    from core.quantization import sweep
+
+    points = sweep(tflites["float32"], dataset.x_test, dataset.y_test, bits=(8, 2), ranges=("min-max", "mse"))
+    assert len(points) == 2 * 2 * 2
+    dynamic = np.mean(LiteModel(tflites["dynamic"]).predict_logits(dataset.x_test).argmax(axis=-1) == dataset.y_test)
+    eight = next(p for p in points if p.bits == 8 and p.granularity == "per-channel" and p.range == "min-max")
+    assert abs(eight.accuracy - dynamic) <= 0.005, (eight, dynamic)
+    assert eight.agreement >= 0.99
+    two = [p for p in points if p.bits == 2]
+    assert max(p.agreement for p in two) < eight.agreement, "2 bits change answers"
+
+
+def test_cli_sweep_prints_the_what_if_table(tflites, tmp_path):
+    from tests.test_cli import cli
+
+    (tmp_path / "float32.tflite").write_bytes(tflites["float32"])
+    (tmp_path / "int8.tflite").write_bytes(tflites["int8"])
+    result = cli("sweep", str(tmp_path / "float32.tflite"), "--dataset", "digits")
+    assert result.returncode == 0, result.stderr
+    widths = {str(bits) for bits in range(2, 9)}
+    rows = [line.split() for line in result.stdout.splitlines() if len(line.split()) == 5 and line.split()[0] in widths]
+    assert [int(row[0]) for row in rows] == [8, 7, 6, 5, 4, 3, 2]
+    assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[1:])
+    assert "28 models in" in result.stdout
+    refused = cli("sweep", str(tmp_path / "int8.tflite"))
+    assert refused.returncode == 2 and "no float32 convolution or dense kernel" in refused.stderr
