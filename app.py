@@ -11,6 +11,7 @@ PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
     st.Page("pages/quantize.py", title="Quantize", icon=":material/compress:", url_path="quantize"),
+    st.Page("pages/inside.py", title="Inside", icon=":material/grain:", url_path="inside"),
     st.Page("pages/compare.py", title="Compare", icon=":material/bar_chart:", url_path="compare"),
     st.Page("pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
     st.Page("pages/deploy.py", title="Deploy", icon=":material/memory:", url_path="deploy"),

@@ -223,3 +223,19 @@ def test_11_the_default_offline_model_reads_a_plain_bar_one(app_page):
         answers = draw_digit(page, placed(WAYS["1 bar"][1], *PLACES[place]))
         assert answers["float32"][0] == "1", f"a bar 1 ({place}): {answers}"
     shot(page, "11-bar-one")
+
+
+def test_12_inside_shows_the_numbers_a_weights_levels_and_the_sweep(app_page):
+    page, _ = app_page
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    go_to(page, "Inside")
+    page.locator(".st-key-chart_sweep .js-plotly-plot").wait_for(timeout=120_000)
+    wait_idle(page)
+    assert page.locator("table", has_text="what q means").first.is_visible()
+    for key in ("chart_scales", "chart_levels", "chart_rounding", "chart_sweep"):
+        assert page.locator(f".st-key-{key} .js-plotly-plot").count() == 1, key
+    traces = page.locator(".st-key-chart_sweep .js-plotly-plot").evaluate("plot => plot.data.map(t => t.name)")
+    assert {"per-channel, min-max", "per-tensor, mse", "dynamic"} <= set(traces), traces
+    page.set_viewport_size({"width": 1400, "height": 5200})
+    shot(page, "12-inside")
+    page.set_viewport_size({"width": 1400, "height": 1000})

@@ -379,3 +379,25 @@ def test_deploy_page_measures_every_variant_under_tflite_micro_and_offers_the_c_
     at.number_input(key="custom_flash").set_value(16).run()
     table = [m.value for m in at.markdown if m.value.startswith("| variant")][0]
     assert "Your board" in table and "too big**]: short" in next(line for line in table.splitlines() if "`int8`" in line)
+
+
+def test_inside_page_shows_every_quantized_tensor_a_weight_and_the_sweep(lab_state):
+    at = page("pages/inside.py", lab_state)
+    assert not at.exception
+    assert at.selectbox(key="inside_variant").value == "dynamic"
+    table = [m.value for m in at.markdown if m.value.startswith("| tensor")][0]
+    assert "real = scale[c] × (q − 0)" in table  # dynamic's dense kernel: one scale per channel
+    assert {m.label for m in at.metric} == {"Clipped", "SNR", "Levels"}
+    assert float([m.value for m in at.metric if m.label == "SNR"][0].split()[0]) > 30
+    assert len(at.get("plotly_chart")) == 4  # scales per channel, levels, rounding error, the sweep
+    at.selectbox(key="inside_variant").set_value("int8").run()
+    assert not at.exception
+    table = [m.value for m in at.markdown if m.value.startswith("| tensor")][0]
+    assert "activation" in table and "int8" in table
+
+
+def test_inside_page_of_float32_alone_says_there_is_nothing_to_look_inside(lab_state):
+    float_only = {"float32": lab_state["lab_variants"]["float32"]}
+    at = page("pages/inside.py", {**lab_state, "lab_variants": float_only})
+    assert not at.exception
+    assert any("Only float32 is converted" in i.value for i in at.info)

@@ -240,3 +240,69 @@ def ram_flash_figure(results: dict, boards: list) -> go.Figure:
         yaxis={"title": "RAM, KB (log)", "type": "log", "range": y_range},
     )
     return figure
+
+
+# -- Inside: one tensor's numbers, and the what-if sweep -------------------------------------------
+
+
+def weight_histogram_figure(compared, channel: int | None = None) -> go.Figure:
+    """The float values a quantized weight replaces, with the levels it can hold laid over them
+    (every level up to 32 of them, else the two ends) and the clipping range shaded outside."""
+    tensor = compared.tensor
+    values = compared.float_values
+    ranges = tensor.real_ranges()
+    if tensor.per_channel and channel is not None:
+        values = np.take(values, channel, axis=tensor.axis)
+        low, high = ranges[channel]
+        scale, zero = tensor.scales[channel], tensor.zero_points[channel]
+    else:
+        low, high = ranges[:, 0].min(), ranges[:, 1].max()
+        scale, zero = tensor.scales[0], tensor.zero_points[0]
+    figure = go.Figure(go.Histogram(x=values.ravel(), nbinsx=80, name="float32 values", marker_color="#4c78a8"))
+    q_low, q_high = tensor.levels
+    if q_high - q_low < 32 and (not tensor.per_channel or channel is not None):
+        for q in range(q_low, q_high + 1):
+            figure.add_vline(x=scale * (q - zero), line_width=1, line_color="#ff6f00", opacity=0.6)
+    for edge in (low, high):
+        figure.add_vline(x=edge, line_width=2, line_color="#d32f2f")
+    span = max(abs(float(values.min())), abs(float(values.max())), abs(low), abs(high)) * 1.1
+    figure.add_vrect(x0=-span, x1=low, fillcolor="#d32f2f", opacity=0.08, line_width=0)
+    figure.add_vrect(x0=high, x1=span, fillcolor="#d32f2f", opacity=0.08, line_width=0)
+    figure.update_layout(
+        height=320, xaxis_title="weight value (real)", yaxis_title="count", showlegend=False, margin=dict(t=30, b=40)
+    )
+    figure.update_xaxes(range=[-span, span])
+    return figure
+
+
+def rounding_error_figure(compared) -> go.Figure:
+    figure = go.Figure(go.Histogram(x=compared.error.ravel(), nbinsx=60, marker_color="#ff6f00"))
+    figure.update_layout(height=260, xaxis_title="dequantized − float32", yaxis_title="count", margin=dict(t=30, b=40))
+    return figure
+
+
+def scales_figure(tensor) -> go.Figure:
+    figure = go.Figure(go.Bar(x=list(range(len(tensor.scales))), y=list(tensor.scales), marker_color="#4c78a8"))
+    figure.update_layout(height=260, xaxis_title=f"channel (axis {tensor.axis})", yaxis_title="scale", margin=dict(t=30, b=40))
+    return figure
+
+
+def sweep_figure(points: list, real: dict[str, tuple[int, float]]) -> go.Figure:
+    """Accuracy against bits, a line per granularity and range; the real variants as points."""
+    frame = pd.DataFrame([{"bits": p.bits, "accuracy": p.accuracy, "how": f"{p.granularity}, {p.range}"} for p in points])
+    figure = px.line(frame, x="bits", y="accuracy", color="how", markers=True)
+    for name, (bits, accuracy) in real.items():
+        figure.add_trace(
+            go.Scatter(
+                x=[bits],
+                y=[accuracy],
+                mode="markers+text",
+                text=[name],
+                textposition="top center",
+                name=name,
+                marker=dict(size=12, symbol="diamond", color="#111"),
+                showlegend=False,
+            )
+        )
+    figure.update_layout(height=380, xaxis=dict(autorange="reversed", dtick=1), margin=dict(t=30, b=40))
+    return figure

@@ -147,3 +147,22 @@ def litert_answers(digest: str, dataset_digest: str, xnnpack: bool, _tflite: byt
     from core import micro
 
     return measured(brought, micro.litert_answers, _tflite, _images, xnnpack, what="LiteRT's answers for the comparison")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def sweep_all(float_digest: str, _float_tflite: bytes, dataset_key: str, _images, _labels) -> list:
+    """The what-if sweep of core.quantization, cached by the float32 file's and the data's digests
+    (it rewrites only built-in float32 files, which the server made itself)."""
+    from core.quantization import sweep
+
+    return sweep(_float_tflite, _images, _labels)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def accuracy_of(digest: str, _tflite: bytes, dataset_key: str, _images, _labels) -> float:
+    """One built-in variant's accuracy on the test images (for the what-if chart's real points)."""
+    import numpy as np
+
+    from core.runtime import LiteModel
+
+    return float(np.mean(LiteModel(_tflite).predict_logits(_images).argmax(axis=-1) == _labels))

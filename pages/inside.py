@@ -1,0 +1,118 @@
+"""Inside: what quantization is, on this session's own variants: every quantized tensor's scale and
+zero point from the file, a weight laid over the levels that replace it, and a what-if sweep."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import variants as registry
+from core.quantization import compare_weight, float_weights_by_name, quantized_tensors, stored_integers
+from ui import charts, state
+from ui.layout import markdown_table, model_fits, need_model, need_variants, through_the_app, variant_label
+from ui.resources import accuracy_of, sweep_all
+
+through_the_app()
+st.title("Inside quantization")
+
+
+def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
+    tensors = quantized_tensors(tflite)
+    if not tensors:
+        st.info("Nothing quantized in this model: no tensor carries a scale.")
+        return
+    st.write(
+        "Every tensor with quantization parameters, as the file stores them: the integer `q` stands "
+        "for `scale × (q − zero_point)`. Weights are stored as integers; activations are rounded "
+        "the same way while the model runs."
+    )
+    rows = [
+        [
+            f"`{t.name[:40]}`",
+            "weight" if t.is_weight else "activation",
+            t.dtype,
+            f"{t.scales[0]:.4g}" if not t.per_channel else f"{len(t.scales)} scales, {min(t.scales):.3g}…{max(t.scales):.3g}",
+            ", ".join(str(z) for z in sorted(set(t.zero_points))),
+            t.mapping(),
+        ]
+        for t in tensors
+    ]
+    st.markdown(markdown_table(["tensor", "kind", "type", "scale", "zero point", "what q means"], rows))
+    kernels = [t for t in tensors if t.is_weight and t.bits <= 8]
+    if not kernels:
+        return
+    st.subheader("One weight, its levels and its rounding")
+    picked = st.selectbox("Weight", range(len(kernels)), format_func=lambda i: kernels[i].name, key="inside_weight")
+    tensor = kernels[picked]
+    floats = float_weights_by_name(float_tflite) if float_tflite is not None else {}
+    match = floats.get(tensor.name)
+    if match is None or match.shape != tuple(tensor.shape):
+        retrained = name in registry.VARIANTS and registry.get(name).needs_training_data
+        why = " (quantization-aware training retrained it)" if retrained else ""
+        st.info(f"This weight has no float32 counterpart to compare with{why}.")
+        return
+    compared = compare_weight(tensor, stored_integers(tflite, tensor), match)
+    left, middle, right = st.columns(3)
+    left.metric("Clipped", f"{compared.clipped_fraction:.2%}", help="float values outside the range the integers can hold")
+    middle.metric("SNR", f"{compared.snr_db:.1f} dB", help="the weight's power over the rounding error's")
+    right.metric("Levels", f"{tensor.levels[1] - tensor.levels[0] + 1:,}", f"{tensor.bits} bits", delta_color="off")
+    channel = None
+    if tensor.per_channel:
+        st.plotly_chart(charts.scales_figure(tensor), key="chart_scales")
+        st.caption(
+            "Per channel, each output channel gets its own scale: a channel of small weights is not rounded as coarsely as the largest one."
+        )
+        channel = st.slider("Channel", 0, len(tensor.scales) - 1, 0, key="inside_channel")
+    st.plotly_chart(charts.weight_histogram_figure(compared, channel), key="chart_levels")
+    st.caption(
+        "The float32 weights this tensor replaces; red lines mark the range the integers can hold "
+        "(values beyond are clipped), orange lines the levels themselves when there are few enough to draw."
+    )
+    st.plotly_chart(charts.rounding_error_figure(compared), key="chart_rounding")
+    st.caption("Rounding moves each weight by at most half a step: this is the error it leaves.")
+
+
+def sweep_ui(converted: dict, dataset) -> None:
+    st.subheader("What if: fewer bits, another range, one scale or many")
+    st.write(
+        "The float32 model's convolution and dense kernels, rounded to 8 down to 2 bits, per channel or "
+        "per tensor, over their min–max range or the range of least squared error, each scored on the test set."
+    )
+    reference = converted.get(registry.REFERENCE)
+    if reference is None:
+        st.info("Convert the float32 variant too: the what-if rounds its weights.")
+        return
+    with st.spinner("Rounding and scoring 28 models…"):
+        points = sweep_all(reference.digest, reference.tflite, dataset.digest, dataset.x_test, dataset.y_test)
+    bits_of = {
+        "dynamic": 8,
+        "weight_only_wi8_afp32": 8,
+        "dynamic_wi8_afp32": 8,
+        "dynamic_wi4_afp32": 4,
+        "weight_only_wi4_afp32": 4,
+    }
+    real = {
+        name: (bits_of[name], accuracy_of(item.digest, item.tflite, dataset.digest, dataset.x_test, dataset.y_test))
+        for name, item in converted.items()
+        if name in bits_of and not item.brought
+    }
+    st.plotly_chart(charts.sweep_figure(points, real), key="chart_sweep")
+    st.caption(
+        "Accuracy against bits: where the lines fall is where rounding starts to cost answers. The diamonds "
+        "are the real weight-quantized variants of this session, at their bits."
+    )
+
+
+model = need_model()
+converted = need_variants() if model is not None else {}
+if converted:
+    dataset = state.current_dataset()[0]
+    if model_fits(model, dataset, "inside"):
+        quantized = [name for name in converted if name != registry.REFERENCE]
+        if not quantized:
+            st.info("Only float32 is converted: convert a quantized variant to look inside it.")
+        else:
+            name = st.selectbox("Variant", quantized, format_func=variant_label, key="inside_variant")
+            reference = converted.get(registry.REFERENCE)
+            tensors_ui(name, converted[name].tflite, reference.tflite if reference else None)
+        if not any(item.brought for item in converted.values()):
+            sweep_ui(converted, dataset)
