@@ -9,7 +9,7 @@ import pytest
 from tests.browser import chromium, require_browser, serve_app, wait_idle
 
 pytestmark = pytest.mark.browser
-TITLES = ["Home", "Model", "Quantize", "Compare", "Draw", "Deploy"]
+TITLES = ["Home", "Model", "Quantize", "Inside", "Compare", "Draw", "Deploy"]
 
 
 def test_a_deep_link_opened_first_on_a_fresh_server_runs_inside_the_app(tmp_path):
