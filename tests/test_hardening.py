@@ -108,6 +108,7 @@ def test_a_model_of_megabytes_per_image_runs_in_small_batches_on_every_page_and_
     for path, seen in found["pages"].items():
         assert not seen["exception"] and not seen["errors"], (path, seen)
     assert found["pages"]["pages/compare.py"]["dataframes"], "Compare scored and timed it (in its bounded child)"
+    assert set(found["pages"]) == {f"pages/{name}.py" for name in ("quantize", "inside", "compare", "draw", "deploy")}
     assert found["peak_mb"] < 600, f"the server's peak RSS through every page: {found['peak_mb']} MB"
 
 

@@ -90,7 +90,7 @@ def model_rows() -> list[tuple[str, str, list[tuple[str, bytes]]]]:
 
 
 # Accepted rows go on through every page that runs a model; each page's lines and peak are recorded.
-PAGES = ("pages/quantize.py", "pages/compare.py", "pages/draw.py", "pages/deploy.py")
+PAGES = ("pages/quantize.py", "pages/inside.py", "pages/compare.py", "pages/draw.py", "pages/deploy.py")
 ACCEPTED = {"a model of ~3 MB per image in a batch"}
 
 
