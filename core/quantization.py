@@ -357,3 +357,37 @@ def format_sweep(points: list[SweepPoint]) -> str:
         row = {(p.granularity, p.range): p for p in points if p.bits == width}
         lines.append(f"{width:>4}  " + "  ".join(f"{row[c].accuracy:>22.4f}" if c in row else f"{'':>22}" for c in columns))
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RangeTradeOff:
+    """At one clipping range: the squared error from clipping and the one from rounding."""
+
+    fraction: float  # the range as a share of the largest |value|
+    limit: float
+    clipping_mse: float  # from values beyond ±limit, pulled back to it
+    rounding_mse: float  # from values within, rounded to the nearest level
+
+    @property
+    def total_mse(self) -> float:
+        return self.clipping_mse + self.rounding_mse
+
+
+def clipping_against_rounding(values: np.ndarray, bits: int, steps: int = 36) -> list[RangeTradeOff]:
+    """How the range trades clipping for rounding: a narrower range clips more values, a wider one
+    rounds every value more coarsely (the step is limit / (2^(b−1) − 1)). The least total is where
+    the ``mse`` range of :func:`clip_range` sits."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    top = float(np.abs(values).max()) if values.size else 0.0
+    found = []
+    for fraction in np.linspace(0.3, 1.0, steps):
+        limit = top * fraction
+        rounded = fake_quantize(values, limit, bits)
+        outside = np.abs(values) > limit
+        error = (rounded - values) ** 2
+        found.append(
+            RangeTradeOff(
+                float(fraction), limit, float(error[outside].sum() / values.size), float(error[~outside].sum() / values.size)
+            )
+        )
+    return found

@@ -3,10 +3,17 @@ zero point from the file, a weight laid over the levels that replace it, and a w
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from core import variants as registry
-from core.quantization import compare_weight, float_weights_by_name, quantized_tensors, stored_integers
+from core.quantization import (
+    clipping_against_rounding,
+    compare_weight,
+    float_weights_by_name,
+    quantized_tensors,
+    stored_integers,
+)
 from ui import charts, state
 from ui.layout import markdown_table, model_fits, need_model, need_variants, through_the_app, variant_label
 from ui.resources import accuracy_of, sweep_all
@@ -69,6 +76,16 @@ def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
     )
     st.plotly_chart(charts.rounding_error_figure(compared), key="chart_rounding")
     st.caption("Rounding moves each weight by at most half a step: this is the error it leaves.")
+    st.markdown("**Clipping against rounding.** Choose the bits and the range of this weight's float32 values:")
+    left, right = st.columns(2)
+    bits = left.slider("Bits", 2, 8, 4, key="inside_bits")
+    fraction = right.slider("Range (share of the largest |weight|)", 0.3, 1.0, 1.0, 0.02, key="inside_range")
+    values = compared.float_values if channel is None else np.take(compared.float_values, channel, axis=tensor.axis)
+    st.plotly_chart(charts.range_tradeoff_figure(clipping_against_rounding(values, bits), fraction), key="chart_tradeoff")
+    st.caption(
+        "A narrow range clips the largest weights; a wide one makes every step coarser. With few bits the "
+        "least total error sits well inside the largest weight: that is why an MSE range beats min-max at 2–4 bits."
+    )
 
 
 def sweep_ui(converted: dict, dataset) -> None:

@@ -232,7 +232,7 @@ def test_12_inside_shows_the_numbers_a_weights_levels_and_the_sweep(app_page):
     page.locator(".st-key-chart_sweep .js-plotly-plot").wait_for(timeout=120_000)
     wait_idle(page)
     assert page.locator("table", has_text="what q means").first.is_visible()
-    for key in ("chart_scales", "chart_levels", "chart_rounding", "chart_sweep"):
+    for key in ("chart_scales", "chart_levels", "chart_rounding", "chart_tradeoff", "chart_sweep"):
         assert page.locator(f".st-key-{key} .js-plotly-plot").count() == 1, key
     traces = page.locator(".st-key-chart_sweep .js-plotly-plot").evaluate("plot => plot.data.map(t => t.name)")
     assert {"per-channel, min-max", "per-tensor, mse", "dynamic"} <= set(traces), traces

@@ -389,7 +389,7 @@ def test_inside_page_shows_every_quantized_tensor_a_weight_and_the_sweep(lab_sta
     assert "real = scale[c] × (q − 0)" in table  # dynamic's dense kernel: one scale per channel
     assert {m.label for m in at.metric} == {"Clipped", "SNR", "Levels"}
     assert float([m.value for m in at.metric if m.label == "SNR"][0].split()[0]) > 30
-    assert len(at.get("plotly_chart")) == 4  # scales per channel, levels, rounding error, the sweep
+    assert len(at.get("plotly_chart")) == 5  # scales per channel, levels, rounding error, clipping against rounding, the sweep
     at.selectbox(key="inside_variant").set_value("int8").run()
     assert not at.exception
     table = [m.value for m in at.markdown if m.value.startswith("| tensor")][0]

@@ -146,3 +146,22 @@ def test_cli_sweep_prints_the_what_if_table(tflites, tmp_path):
     assert "28 models in" in result.stdout
     refused = cli("sweep", str(tmp_path / "int8.tflite"))
     assert refused.returncode == 2 and "no float32 convolution or dense kernel" in refused.stderr
+
+
+def test_a_wider_range_clips_less_and_rounds_more_and_the_mse_range_sits_at_the_least_total(tflites):
+    import itertools
+
+    from core.quantization import clip_range, clipping_against_rounding, float_weights_by_name
+
+    weights = float_weights_by_name(tflites["float32"])
+    dense = max(weights.values(), key=lambda array: array.size)
+    for bits in (8, 3):
+        points = clipping_against_rounding(dense, bits)
+        clipping = [p.clipping_mse for p in points]
+        rounding = [p.rounding_mse for p in points]
+        assert clipping[-1] == 0.0 and clipping[0] > clipping[-1]
+        assert all(a >= b - 1e-15 for a, b in itertools.pairwise(clipping)), "clipping falls as the range widens"
+        assert rounding[-1] > rounding[0], "a wider range rounds every value more coarsely"
+        best = min(points, key=lambda p: p.total_mse)
+        assert best.limit == pytest.approx(clip_range(dense, "mse", bits), rel=1e-6)
+    assert min(clipping_against_rounding(dense, 3), key=lambda p: p.total_mse).fraction < 1.0, "3 bits: clip some"

@@ -306,3 +306,26 @@ def sweep_figure(points: list, real: dict[str, tuple[int, float]]) -> go.Figure:
         )
     figure.update_layout(height=380, xaxis=dict(autorange="reversed", dtick=1), margin=dict(t=30, b=40))
     return figure
+
+
+def range_tradeoff_figure(points: list, chosen_fraction: float | None = None) -> go.Figure:
+    """Clipping error falls and rounding error grows as the range widens; their sum has a floor."""
+    x = [p.fraction for p in points]
+    figure = go.Figure(
+        [
+            go.Scatter(x=x, y=[p.clipping_mse for p in points], name="clipping", line=dict(color="#d32f2f")),
+            go.Scatter(x=x, y=[p.rounding_mse for p in points], name="rounding", line=dict(color="#ff6f00")),
+            go.Scatter(x=x, y=[p.total_mse for p in points], name="total", line=dict(color="#111", dash="dot")),
+        ]
+    )
+    best = min(points, key=lambda p: p.total_mse)
+    figure.add_vline(x=best.fraction, line_dash="dash", line_color="#4c78a8", annotation_text="least total error")
+    if chosen_fraction is not None:
+        figure.add_vline(x=chosen_fraction, line_color="#2e7d32", annotation_text="your range", annotation_position="bottom")
+    figure.update_layout(
+        height=320,
+        xaxis_title="clipping range, share of the largest |weight|",
+        yaxis_title="mean squared error",
+        margin=dict(t=30, b=40),
+    )
+    return figure
