@@ -161,16 +161,11 @@ def compare_weight(tensor: TensorQuantization, integers: np.ndarray, float_value
 
 def float_weights_by_name(float_tflite: bytes) -> dict[str, np.ndarray]:
     """The float32 model's constant float tensors by name (where a quantized weight finds the one it replaces)."""
-    found = {}
-    for tensor in inspect_tflite(float_tflite).tensors:
-        if tensor.is_weight and tensor.dtype == "float32":
-            quant = TensorQuantization(tensor.index, tensor.name, "float32", tensor.shape, True, (1.0,), (0,), None)
-            found[tensor.name] = _float_values(float_tflite, quant)
-    return found
-
-
-def _float_values(tflite: bytes, tensor: TensorQuantization) -> np.ndarray:
-    return np.frombuffer(_buffer_bytes(tflite, tensor.index), dtype="<f4").reshape(tensor.shape)
+    return {
+        tensor.name: np.frombuffer(_buffer_bytes(float_tflite, tensor.index), dtype="<f4").reshape(tensor.shape)
+        for tensor in inspect_tflite(float_tflite).tensors
+        if tensor.is_weight and tensor.dtype == "float32"
+    }
 
 
 def _buffer_bytes(tflite: bytes, tensor_index: int) -> bytes:
@@ -290,16 +285,17 @@ def fake_quantize(values: np.ndarray, limit: float, bits: int) -> np.ndarray:
     return (np.clip(np.round(values / scale), -top, top) * scale).astype(values.dtype)
 
 
-def with_rounded_kernels(float_tflite: bytes, bits: int, granularity: str, how: str) -> bytes:
+def with_rounded_kernels(float_tflite: bytes, bits: int, granularity: str, how: str, found: list[Kernel] | None = None) -> bytes:
     """A copy of the float32 .tflite whose kernels hold their values rounded to ``bits`` bits, per
     channel or per tensor, with the chosen clipping range: written in place, byte for byte the same
-    model otherwise. No TensorFlow: NumPy on the file's bytes."""
+    model otherwise. No TensorFlow: NumPy on the file's bytes. ``found``: its :func:`kernels`, when
+    already read."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"unknown granularity {granularity!r}; choose from {', '.join(GRANULARITIES)}")
     if not 2 <= bits <= 16:
         raise ValueError(f"bits must lie in 2–16, got {bits}")
     data = bytearray(float_tflite)
-    for kernel in kernels(float_tflite):
+    for kernel in found if found is not None else kernels(float_tflite):
         count = int(np.prod(kernel.shape))
         values = np.frombuffer(float_tflite, dtype="<f4", count=count, offset=kernel.offset).reshape(kernel.shape).copy()
         if granularity == "per-tensor":
@@ -337,9 +333,10 @@ def sweep(
 
     reference = LiteModel(float_tflite).predict_logits(images).argmax(axis=-1)
     combos = [(b, g, r) for b in bits for g in granularities for r in ranges]
+    found = kernels(float_tflite)
     points = []
     for done, (width, granularity, how) in enumerate(combos):
-        rounded = with_rounded_kernels(float_tflite, width, granularity, how)
+        rounded = with_rounded_kernels(float_tflite, width, granularity, how, found)
         answers = LiteModel(rounded).predict_logits(images).argmax(axis=-1)
         points.append(
             SweepPoint(width, granularity, how, float(np.mean(answers == labels)), float(np.mean(answers == reference)))

@@ -100,18 +100,12 @@ def sweep_ui(converted: dict, dataset) -> None:
         return
     with st.spinner("Rounding and scoring 28 models…"):
         points = sweep_all(reference.digest, reference.tflite, dataset.digest, dataset.x_test, dataset.y_test)
-    bits_of = {
-        "dynamic": 8,
-        "weight_only_wi8_afp32": 8,
-        "dynamic_wi8_afp32": 8,
-        "dynamic_wi4_afp32": 4,
-        "weight_only_wi4_afp32": 4,
-    }
-    real = {
-        name: (bits_of[name], accuracy_of(item.digest, item.tflite, dataset.digest, dataset.x_test, dataset.y_test))
-        for name, item in converted.items()
-        if name in bits_of and not item.brought
-    }
+    real = {}
+    for name, item in converted.items():
+        tensors = quantized_tensors(item.tflite)
+        if tensors and all(t.is_weight for t in tensors):  # weights rounded, activations float: what the sweep does
+            bits = min(t.bits for t in tensors)
+            real[name] = (bits, accuracy_of(item.digest, item.tflite, dataset.digest, dataset.x_test, dataset.y_test))
     st.plotly_chart(charts.sweep_figure(points, real), key="chart_sweep")
     st.caption(
         "Accuracy against bits: where the lines fall is where rounding starts to cost answers. The diamonds "
