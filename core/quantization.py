@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.inspect import BITS, inspect_tflite, validate_flatbuffer
+from core.inspect import BITS, ModelFormatError, inspect_tflite, validate_flatbuffer
 
 SIGNED = {"int2", "int4", "int8", "int16", "int32", "int64"}
 
@@ -70,12 +70,23 @@ class TensorQuantization:
 
 
 def quantized_tensors(tflite: bytes) -> list[TensorQuantization]:
-    """Every tensor of the first subgraph that carries a scale (raises core.inspect.ModelFormatError)."""
+    """Every tensor of the first subgraph that carries a scale. Raises core.inspect.ModelFormatError
+    for a file whose numbers do not fit together (a file a person brought may hold anything)."""
     found = []
     for tensor in inspect_tflite(tflite).tensors:
         if not tensor.scales:
             continue
         per_channel = len(tensor.scales) > 1
+        zeros = tensor.zero_points or (0,)
+        if len(zeros) == 1:
+            zeros = zeros * len(tensor.scales)
+        if len(zeros) != len(tensor.scales):
+            raise ModelFormatError(f"tensor {tensor.name!r} has {len(tensor.scales)} scales but {len(zeros)} zero points")
+        axis = tensor.quantized_dimension
+        if per_channel and not (0 <= axis < len(tensor.shape) and tensor.shape[axis] == len(tensor.scales)):
+            raise ModelFormatError(
+                f"tensor {tensor.name!r} of shape {list(tensor.shape)} has {len(tensor.scales)} scales along axis {axis}"
+            )
         found.append(
             TensorQuantization(
                 tensor.index,
@@ -84,8 +95,8 @@ def quantized_tensors(tflite: bytes) -> list[TensorQuantization]:
                 tensor.shape,
                 tensor.is_weight,
                 tensor.scales,
-                tensor.zero_points or (0,) * len(tensor.scales),
-                tensor.quantized_dimension if per_channel else None,
+                zeros,
+                axis if per_channel else None,
             )
         )
     return found

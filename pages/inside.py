@@ -124,6 +124,9 @@ if converted:
         else:
             name = st.selectbox("Variant", quantized, format_func=variant_label, key="inside_variant")
             reference = converted.get(registry.REFERENCE)
-            tensors_ui(name, converted[name].tflite, reference.tflite if reference else None)
+            try:
+                tensors_ui(name, converted[name].tflite, reference.tflite if reference else None)
+            except ValueError as error:  # a brought file whose numbers do not fit together: one line
+                st.error(f"This variant's tensors cannot be shown: {str(error).splitlines()[0]}")
         if not any(item.brought for item in converted.values()):
             sweep_ui(converted, dataset)

@@ -165,3 +165,28 @@ def test_a_wider_range_clips_less_and_rounds_more_and_the_mse_range_sits_at_the_
         best = min(points, key=lambda p: p.total_mse)
         assert best.limit == pytest.approx(clip_range(dense, "mse", bits), rel=1e-6)
     assert min(clipping_against_rounding(dense, 3), key=lambda p: p.total_mse).fraction < 1.0, "3 bits: clip some"
+
+
+def test_a_file_whose_scales_and_zero_points_disagree_gets_one_line(tflites):
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from core.inspect import ModelFormatError
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflites["int8"]), 0)
+    weight = next(
+        t
+        for t in model.subgraphs[0].tensors
+        if t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale) > 1
+    )
+    weight.quantization.zeroPoint = [0, 0, 0]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    with pytest.raises(ModelFormatError, match="scales but 3 zero points"):
+        quantized_tensors(bytes(builder.Output()))
+    weight.quantization.zeroPoint = [0]
+    weight.quantization.quantizedDimension = 7
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    with pytest.raises(ModelFormatError, match="along axis 7"):
+        quantized_tensors(bytes(builder.Output()))
