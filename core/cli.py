@@ -98,6 +98,17 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(registry.POST_TRAINING),
         help=f"comma-separated, from: {', '.join(registry.VARIANTS)}; or 'all'",
     )
+    run.add_argument(
+        "--keep-float",
+        metavar="LAYER[,LAYER]",
+        help="also build every chosen variant that can (int8, the LiteRT Quantizer's recipes) with these layers in float32",
+    )
+    run.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="PP",
+        help="also find, per such variant, the fewest float layers that keep accuracy within PP points of float32",
+    )
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--calibration", type=int, default=200, help="representative images for int8/int16x8")
     run.add_argument("--runs", type=int, default=1000, help="timed single-image invokes per variant")
@@ -143,6 +154,13 @@ def _run(args) -> int:
         names = tuple(registry.parse_names(args.variants))
     except ValueError as error:
         raise BadInput(str(error)) from error
+    if args.max_drop is not None and not 0 <= args.max_drop <= 100:
+        raise BadInput("--max-drop is in percentage points, 0 to 100")
+    if args.keep_float:
+        try:
+            registry.selective("int8", tuple(part.strip() for part in args.keep_float.split(",") if part.strip()))
+        except ValueError as error:
+            raise BadInput(f"--keep-float: {error}") from error
     if args.epochs < 0 or args.qat_epochs < 0 or args.threads < 1 or args.runs < 1 or args.calibration < 1:
         raise BadInput("--epochs and --qat-epochs must be ≥ 0 and --threads, --runs, --calibration ≥ 1")
     for path in filter(None, (args.data_dir, args.model)):
@@ -164,6 +182,8 @@ def _run(args) -> int:
         keras_latency=args.keras_latency,
         mcu=args.mcu,
         extra={"qat_epochs": args.qat_epochs},
+        keep_float=tuple(part.strip() for part in (args.keep_float or "").split(",") if part.strip()),
+        max_drop_pp=args.max_drop,
     )
     with libraries_quiet(not args.verbose) as progress_stream:
         result = run(config, ProgressPrinter(progress_stream))
@@ -180,6 +200,11 @@ def _run(args) -> int:
             f"Keras test accuracy {model['keras_accuracy']:.4f}"
         )
     print(format_table(report))
+    if result.searches:
+        from core.selective import format_steps
+
+        for found in result.searches.values():
+            print(format_steps(found))
     if args.mcu:
         print(format_micro_table(report))
     if "keras_latency_us" in report:

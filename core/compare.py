@@ -197,8 +197,9 @@ def layer_errors_by_variant(tflites: dict[str, bytes], images: np.ndarray, progr
     for index, name in enumerate(others):
         progress(Progress("layers", index / len(others), f"per-layer error of {name} on {len(images)} images"))
         results[name] = layer_errors(tflites[registry.REFERENCE], tflites[name], images)
-        variant = registry.VARIANTS.get(name)
-        if variant is not None and variant.method == registry.METHOD_LITERT_QUANTIZER:
+        variant = registry.find(name)
+        # The quantizer validates a file against the recipe that made it: a selective variant's is not the plain recipe.
+        if variant is not None and variant.method == registry.METHOD_LITERT_QUANTIZER and not variant.keep_float:
             validator = litert_quantizer_snr_db(tflites[registry.REFERENCE], tflites[name], variant.recipe, images[:20])
             results[name] = with_validator(results[name], validator)
     return results

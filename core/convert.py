@@ -55,11 +55,30 @@ def _model_input(model, images: np.ndarray) -> np.ndarray:
     return adapt_to_input(model, images).astype(np.float32)
 
 
+def _representative_dataset(model, calibration: np.ndarray):
+    """The calibration images, one at a time, as the converter (and its debugger) iterate them."""
+    samples = _model_input(model, calibration)
+
+    def representative_dataset():
+        for image in samples:
+            yield [image[None]]
+
+    return representative_dataset
+
+
 @builder(registry.METHOD_TFLITE_CONVERTER)
 def _tflite_converter(
-    model, variant: registry.Variant, calibration: np.ndarray | None, progress: ProgressFn = ignore, **_
+    model,
+    variant: registry.Variant,
+    calibration: np.ndarray | None,
+    progress: ProgressFn = ignore,
+    float_tflite: bytes | None = None,
+    **_,
 ) -> bytes:
     import tensorflow as tf
+
+    if variant.keep_float:
+        return _int8_with_float_layers(model, variant, calibration, float_tflite)
 
     settings = variant.converter
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -68,13 +87,7 @@ def _tflite_converter(
     if settings.float16_weights:
         converter.target_spec.supported_types = [tf.float16]
     if settings.calibrate:
-        samples = _model_input(model, calibration)
-
-        def representative_dataset():
-            for image in samples:
-                yield [image[None]]
-
-        converter.representative_dataset = representative_dataset
+        converter.representative_dataset = _representative_dataset(model, calibration)
     if settings.builtin_ops == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif settings.builtin_ops == "int16x8":
@@ -85,6 +98,31 @@ def _tflite_converter(
     # Keras's export prints "Saved artifact at …" on stdout; the CLI's stdout is for results.
     with contextlib.redirect_stdout(io.StringIO()):
         return converter.convert()
+
+
+def _int8_with_float_layers(model, variant: registry.Variant, calibration: np.ndarray, float_tflite: bytes | None) -> bytes:
+    """The converter's int8 with some layers denylisted, through TensorFlow's QuantizationDebugger
+    (core.selective says why this path)."""
+    import tensorflow as tf
+
+    from core import selective
+
+    if float_tflite is None:
+        float_tflite = _tflite_converter(model, registry.get(registry.REFERENCE), None)
+    kept = selective.resolve(float_tflite, variant.keep_float)
+    representative_dataset = _representative_dataset(model, calibration)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    # The kept layers need float kernels beside the int8 ones.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=selective.denylisted_nodes(kept))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=representative_dataset, debug_options=options
+        )
+        return debugger.get_nondebug_quantized_model()
 
 
 @builder(registry.METHOD_LITERT_QUANTIZER)
@@ -101,7 +139,13 @@ def _litert_quantizer(
 
     if float_tflite is None:
         float_tflite = _tflite_converter(model, registry.get(registry.REFERENCE), None)
-    job = quantizer.Quantizer(bytearray(float_tflite), getattr(recipe, variant.recipe)())
+    if variant.keep_float:
+        from core import selective
+
+        chosen = selective.recipe_with(variant.recipe, selective.resolve(float_tflite, variant.keep_float))
+    else:
+        chosen = getattr(recipe, variant.recipe)()
+    job = quantizer.Quantizer(bytearray(float_tflite), chosen)
     ranges = None
     if job.need_calibration:
         from core.runtime import LiteModel
@@ -177,7 +221,7 @@ def convert(
     start = time.perf_counter()
     try:
         data = build(model, variant, calibration, progress=progress, **context)
-    except (ValueError, ConversionError):
+    except (ValueError, ConversionError):  # a SelectionError is a ValueError: its one line goes through
         raise
     except Exception as error:  # the converter raises a zoo of types; the caller needs one
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -206,7 +250,7 @@ def convert_all(
     ordered = sorted(
         names,
         key=lambda name: (
-            registry.get(name).method == registry.METHOD_LITERT_QUANTIZER,
+            registry.get(name).method == registry.METHOD_LITERT_QUANTIZER or bool(registry.get(name).keep_float),
             name != registry.REFERENCE and registry.get(name).run_cost <= 1,
             -registry.get(name).run_cost,
         ),

@@ -67,7 +67,7 @@ class PoolSettings:
     cache_bytes: int = 64 * 1024 * 1024
     owner_grace_s: float = 30.0  # how long an owner may be disconnected before its jobs are dropped
     keep_finished_s: float = 900.0  # finished job records are forgotten after this
-    timeouts_s: dict = field(default_factory=lambda: {"train": 900.0, "convert": 900.0, "load": 120.0})
+    timeouts_s: dict = field(default_factory=lambda: {"train": 900.0, "convert": 900.0, "load": 120.0, "keep_float": 900.0})
     stats_path: str = ""  # when set, the counters and per-job times are written here as JSON
 
     @classmethod

@@ -17,6 +17,8 @@ kind               request -> result                                    key
                                                                         QAT epochs (+ dataset
                                                                         digest when calibrated)
 ``load``           :class:`LoadModelRequest` -> :class:`TrainOutcome`   file digest, dataset digest
+``keep_float``     :class:`KeepFloatRequest` ->                         model digest, base, layers
+                   :class:`KeepFloatOutcome`                            or drop (+ dataset, calib.)
 =================  ===================================================  ==========================
 
 :func:`execute` runs inside a pool worker. TensorFlow is imported there on the first job and stays
@@ -145,7 +147,59 @@ class LoadModelRequest:
         return _load(self, progress)
 
 
-Request = TrainRequest | ConvertRequest | LoadModelRequest
+@dataclass(frozen=True)
+class KeepFloatRequest:
+    """A selective variant: ``base`` with ``layers`` kept float32, or (``max_drop_pp`` given, no
+    layers) the fewest layers that keep accuracy within that drop of float32 (core.selective)."""
+
+    model_digest: str
+    base: str
+    dataset: DatasetRef  # calibration images, and the test set the automatic mode scores on
+    layers: tuple[str, ...] = ()
+    max_drop_pp: float | None = None
+    calibration: int = 200
+    seed: int = 0
+    model_bytes: bytes = field(default=b"", repr=False, compare=False)
+
+    kind = "keep_float"
+
+    def __post_init__(self):
+        if not registry.can_keep_float(self.base):
+            raise ValueError(f"{self.base} cannot keep layers float")
+        if bool(self.layers) == (self.max_drop_pp is not None):
+            raise ValueError("give either the layers to keep float or the largest drop allowed, not both")
+        if self.layers:
+            registry.get(registry.keep_float_name(self.base, self.layers))  # names checked before queueing
+        if self.max_drop_pp is not None and not 0 <= self.max_drop_pp <= 100:
+            raise ValueError(f"the allowed drop is 0 to 100 percentage points, got {self.max_drop_pp}")
+        if self.model_bytes and digest_bytes(self.model_bytes) != self.model_digest:
+            raise ValueError("the model bytes do not match the model digest")
+
+    def key(self) -> str:
+        calibrated = registry.get(self.base).needs_calibration
+        return _key(
+            self.kind,
+            {
+                "model": self.model_digest,
+                "base": self.base,
+                "layers": self.layers,
+                "max_drop": self.max_drop_pp,
+                # the automatic mode scores on the test set: the dataset matters then too
+                "dataset": self.dataset.digest if calibrated or self.max_drop_pp is not None else "",
+                "calibration": (self.calibration, self.seed) if calibrated else 0,
+            },
+        )
+
+    def describe(self) -> str:
+        if self.layers:
+            return f"building {self.base} with {', '.join(self.layers)} in float"
+        return f"finding the float layers that keep {self.base} within {self.max_drop_pp:g} pp"
+
+    def run(self, progress: ProgressFn = ignore):
+        return _keep_float(self, progress)
+
+
+Request = TrainRequest | ConvertRequest | LoadModelRequest | KeepFloatRequest
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -185,6 +239,18 @@ class ConvertOutcome:
     @property
     def nbytes(self) -> int:
         return sum(len(item.tflite) for item in self.files) + 1024
+
+
+@dataclass(frozen=True)
+class KeepFloatOutcome:
+    model_digest: str
+    file: ConvertedFile  # the selective variant (the base itself when it already meets the drop)
+    automatic: dict | None = None  # core.selective.Automatic.to_dict(), for the automatic mode
+    calibration: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.file.tflite) + 4096
 
 
 # -- inside a pool worker ------------------------------------------------------------------------
@@ -289,6 +355,39 @@ def _convert(request: ConvertRequest, progress: ProgressFn) -> ConvertOutcome:
         tuple(ConvertedFile(name, result.tflite, result.seconds) for name, result in results.items()),
         tuple(failures.items()),
         request.calibration if calibration is not None else 0,
+    )
+
+
+def _keep_float(request: KeepFloatRequest, progress: ProgressFn) -> KeepFloatOutcome:
+    progress(
+        Progress("keep_float", 0.0, "loading TensorFlow and the model" if "tensorflow" not in _modules() else "loading the model")
+    )
+    import time
+
+    from core import convert as converter
+    from core import models, selective
+
+    model = models.from_bytes(request.model_bytes)
+    dataset = _dataset(request.dataset)
+    calibration = converter.calibration_sample(dataset.x_train, request.calibration, request.seed)
+    float_tflite = converter.convert(model, registry.REFERENCE).tflite
+
+    def build(name: str) -> bytes:
+        return converter.convert(model, name, calibration, float_tflite=float_tflite).tflite
+
+    start = time.perf_counter()
+    calibrated = request.calibration if registry.get(request.base).needs_calibration else 0
+    if request.layers:
+        name = registry.keep_float_name(request.base, request.layers)
+        progress(Progress("keep_float", 0.3, f"converting {name}"))
+        data = build(name)
+        return KeepFloatOutcome(request.model_digest, ConvertedFile(name, data, time.perf_counter() - start), None, calibrated)
+    found = selective.automatic(build, request.base, float_tflite, dataset.x_test, dataset.y_test, request.max_drop_pp, progress)
+    return KeepFloatOutcome(
+        request.model_digest,
+        ConvertedFile(found.variant, found.tflite, time.perf_counter() - start),
+        found.to_dict(),
+        calibrated,
     )
 
 

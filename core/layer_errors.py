@@ -2,7 +2,8 @@
 same layer's output in float32, over a sample of test images.
 
 Both models run with every intermediate tensor preserved (no delegate), and their compute ops are
-paired in execution order by type (the k-th CONV_2D with the k-th CONV_2D …); the converter's
+paired by output name where the quantized model kept it, else in execution order by type (the k-th
+CONV_2D with the k-th CONV_2D …); the converter's
 bookkeeping ops (QUANTIZE, DEQUANTIZE, shape arithmetic) are skipped. Quantized outputs are
 dequantized with their scale and zero point before comparing. This works for every variant, the
 LiteRT Quantizer's and quantization-aware training's included, without TensorFlow.
@@ -34,10 +35,17 @@ class LayerError:
     # The LiteRT Quantizer's own validation of the same tensor (its recipes only), as a cross-check.
     validator_snr_db: float | None = None
 
+    @property
+    def broken(self) -> bool:
+        """The quantized layer's output is not finite (NaN or inf): a kernel failed, not the rounding."""
+        return not np.isfinite(self.rmse)
+
     def to_dict(self) -> dict:
         data = {key: (round(value, 6) if isinstance(value, float) else value) for key, value in asdict(self).items()}
         if data["validator_snr_db"] is None:
             del data["validator_snr_db"]
+        if self.broken:  # JSON has no NaN: say it in words
+            data.update(rmse=None, snr_db=None, output_not_finite=True)
         return data
 
 
@@ -66,19 +74,26 @@ def layer_errors(float_tflite: bytes, quantized_tflite: bytes, images: np.ndarra
     images = images[: min(model.max_batch for model in models)]  # one batch, within both interpreters' memory bound
     reference, quantized = (_compute_outputs(model, images) for model in models)
     by_type: dict[str, list] = defaultdict(list)
+    by_name = {(op, name): values for op, name, values in quantized}
     for op, name, values in quantized:
         by_type[op].append((name, values))
     taken: dict[str, int] = defaultdict(int)
     errors = []
     for op, name, float_values in reference:
-        candidates = by_type.get(op, [])
-        if taken[op] >= len(candidates):
-            continue
-        _, values = candidates[taken[op]]
-        taken[op] += 1
+        if (op, name) in by_name:  # the same op's output under the same name (the LiteRT Quantizer keeps names,
+            values = by_name[op, name]  # and its Hadamard recipes add FULLY_CONNECTED ops of their own)
+        else:
+            candidates = by_type.get(op, [])
+            if taken[op] >= len(candidates):
+                continue
+            _, values = candidates[taken[op]]
+            taken[op] += 1
         if values.shape != float_values.shape:
             continue
         difference = float_values - values
+        if not np.all(np.isfinite(values)):
+            errors.append(LayerError(name, op, float("nan"), float("nan"), float(float_values.max() - float_values.min())))
+            continue
         noise = float(np.sum(difference.astype(np.float64) ** 2))
         signal = float(np.sum(float_values.astype(np.float64) ** 2))
         snr = None if noise == 0 else float(10 * np.log10(max(signal, 1e-30) / noise))

@@ -38,6 +38,8 @@ class RunConfig:
     mcu: bool = False  # also measure every variant under TFLite Micro (core.micro)
     layer_sample: int = 100  # test images for the per-layer error of each quantized variant
     extra: dict = field(default_factory=dict)  # method-specific options (e.g. QAT epochs)
+    keep_float: tuple[str, ...] = ()  # layers every variant that can (core.selective) also builds in float
+    max_drop_pp: float | None = None  # and/or: the fewest float layers within this drop of float32, per variant
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +49,7 @@ class RunResult:
     keras_model_bytes: bytes
     tflites: dict[str, bytes]
     measurements: dict[str, VariantMeasurement]
+    searches: dict = field(default_factory=dict)  # base -> core.selective.Automatic, with --max-drop
 
 
 def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
@@ -84,15 +87,43 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
     calibration = calibration_sample(dataset.x_train, config.calibration, config.seed)
     # Each variant is evaluated on the other core while the next one converts.
     evaluation = ParallelEvaluation(dataset, config.threads)
+    names = list(config.variants)
+    keepers = [name for name in config.variants if registry.can_keep_float(name)]
+    if config.keep_float:
+        if not keepers:
+            raise ValueError(
+                "--keep-float needs a variant that can keep layers float: "
+                + ", ".join(name for name in registry.VARIANTS if registry.can_keep_float(name))
+            )
+        names += [registry.keep_float_name(name, config.keep_float) for name in keepers]
     conversions = converter.convert_all(
         model,
-        list(config.variants),
+        names,
         calibration,
         progress,
         on_converted=lambda result: evaluation.submit(result.variant, result.tflite),
         dataset=dataset,
         **config.extra,
     )
+    searches = {}
+    if config.max_drop_pp is not None:
+        from core import selective
+
+        float_tflite = conversions[registry.REFERENCE].tflite if registry.REFERENCE in conversions else None
+        for name in keepers:
+            found = selective.automatic(
+                lambda variant: converter.convert(model, variant, calibration, float_tflite=float_tflite).tflite,
+                name,
+                float_tflite or converter.convert(model, registry.REFERENCE).tflite,
+                dataset.x_test,
+                dataset.y_test,
+                config.max_drop_pp,
+                progress,
+            )
+            searches[name] = found
+            if found.variant not in conversions:
+                conversions[found.variant] = converter.ConversionResult(found.variant, found.tflite, 0.0)
+                evaluation.submit(found.variant, found.tflite)
     timings["convert"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -137,7 +168,9 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
         layer_errors=errors,
         micro=micro_results,
     )
-    return RunResult(report, loaded.notice, models.to_bytes(model), tflites, measurements)
+    if searches:
+        report["keep_float_search"] = {name: found.to_dict() for name, found in searches.items()}
+    return RunResult(report, loaded.notice, models.to_bytes(model), tflites, measurements, searches)
 
 
 def _micro(config: RunConfig, tflites: dict, dataset, timings: dict, progress: ProgressFn) -> dict:

@@ -236,12 +236,13 @@ def to_json(report: dict) -> str:
 
 
 def format_table(report: dict) -> str:
-    header = f"{'variant':<22} {'bytes':>9} {'×f32':>5} {'accuracy':>8} {'agree':>7} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'img/s':>9}"
+    width = max([22] + [len(row["name"]) for row in report["variants"]])  # selective variants have long names
+    header = f"{'variant':<{width}} {'bytes':>9} {'×f32':>5} {'accuracy':>8} {'agree':>7} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'img/s':>9}"
     lines = [header, "-" * len(header)]
     for row in report["variants"]:
         lat = row["latency_us"]
         lines.append(
-            f"{row['name']:<22} {row['size_bytes']:>9,} {row['size_ratio'] or float('nan'):>5.2f} {row['accuracy']:>8.4f} "
+            f"{row['name']:<{width}} {row['size_bytes']:>9,} {row['size_ratio'] or float('nan'):>5.2f} {row['accuracy']:>8.4f} "
             f"{row['agreement']:>7.4f} {lat['p50']:>8.1f} {lat['p90']:>8.1f} {lat['p99']:>8.1f} {row['throughput_ips'] or 0:>9,.0f}"
         )
     return "\n".join(lines)

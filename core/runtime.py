@@ -169,6 +169,10 @@ class LiteModel:
         one = self._bytes_at(1)
         try:
             two = self._bytes_at(2)
+            # Some graphs resize but then fail to run at two: the LiteRT Quantizer's Hadamard recipes
+            # insert a RESHAPE to a fixed batch of one. One invoke on zeros tells.
+            self.interpreter.set_tensor(self.input.index, np.zeros(self._allocated, self.input.dtype))
+            self.interpreter.invoke()
         except (ValueError, RuntimeError):  # a fixed batch of one (its graph cannot be resized)
             self._allocated = None
             self._bytes_at(1)

@@ -23,7 +23,8 @@ variants here; callers never change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 # How a variant is built. Each method has one builder in core.convert.
 METHOD_TFLITE_CONVERTER = "tflite_converter"
@@ -58,6 +59,11 @@ class Variant:
     # How costly the variant is to run on a CPU, relative to float32; the CLI converts costly
     # variants early so that their evaluation overlaps the other conversions.
     run_cost: float = 1.0
+    # Where a LiteRT Quantizer recipe sits on Quantize's compact picker: (row, short label).
+    ladder: tuple[str, str] = ()
+    # A selective variant (core.selective): these layers of the base variant stay float32.
+    base: str = ""
+    keep_float: tuple[str, ...] = ()
 
     @property
     def needs_calibration(self) -> bool:
@@ -66,6 +72,12 @@ class Variant:
     @property
     def needs_training_data(self) -> bool:
         return self.method == METHOD_QAT
+
+    @property
+    def rotates_weights(self) -> bool:
+        """A Hadamard recipe stores each weight multiplied by a Hadamard matrix: its integers replace
+        the rotated weight, not the float32 one of the same name."""
+        return self.recipe.endswith("_hr_afp32")
 
     @property
     def is_reference(self) -> bool:
@@ -102,10 +114,72 @@ def register(variant: Variant) -> Variant:
 
 
 def get(name: str) -> Variant:
-    try:
+    if name in VARIANTS:
         return VARIANTS[name]
-    except KeyError:
-        raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}") from None
+    if KEEP_FLOAT_MARK in name:
+        base, _, layers = name.partition(KEEP_FLOAT_MARK)
+        return selective(base, tuple(layers.split("-")))
+    raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+
+
+# -- selective variants: a base variant with some layers kept float32 (core.selective) -------------
+
+KEEP_FLOAT_MARK = "_float-"  # int8_float-conv2d_1-dense_1 = int8 with conv2d_1 and dense_1 in float32
+_LAYER_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+MAX_KEPT_LAYERS = 32
+
+
+def can_keep_float(name: str) -> bool:
+    """Whether a variant can keep layers float: the LiteRT Quantizer's recipes (a regex-scoped
+    recipe entry) and the converter's int8 (TensorFlow's QuantizationDebugger denylist)."""
+    variant = VARIANTS.get(name)
+    if variant is None or variant.is_reference:
+        return False
+    return variant.method == METHOD_LITERT_QUANTIZER or (
+        variant.method == METHOD_TFLITE_CONVERTER and variant.converter.builtin_ops == "int8"
+    )
+
+
+def keep_float_name(base: str, layers) -> str:
+    return base + KEEP_FLOAT_MARK + "-".join(layers)
+
+
+def selective(base: str, layers: tuple[str, ...]) -> Variant:
+    """The variant ``base`` with ``layers`` kept float32, named by :func:`keep_float_name`."""
+    if not can_keep_float(base):
+        keepers = ", ".join(name for name in VARIANTS if can_keep_float(name))
+        raise ValueError(f"{base!r} cannot keep layers float; these can: {keepers}")
+    if not layers or len(layers) > MAX_KEPT_LAYERS or not all(_LAYER_NAME.fullmatch(layer) for layer in layers):
+        raise ValueError(f"keep-float layers must be 1 to {MAX_KEPT_LAYERS} names of letters, digits and _")
+    if len(set(layers)) != len(layers):
+        raise ValueError("a layer is named twice")
+    parent = VARIANTS[base]
+    how = (
+        "TensorFlow's QuantizationDebugger leaves them out of the converter's int8 (its input and output stay float32)"
+        if parent.method == METHOD_TFLITE_CONVERTER
+        else "the LiteRT Quantizer's recipe scopes them out with a no_quantize entry"
+    )
+    return Variant(
+        name=keep_float_name(base, layers),
+        label=f"{parent.label}, {', '.join(layers)} kept float",
+        explanation=f"{parent.name} with {', '.join(layers)} left in float32: {how}.",
+        method=parent.method,
+        converter=replace(parent.converter, io_type="") if parent.method == METHOD_TFLITE_CONVERTER else parent.converter,
+        recipe=parent.recipe,
+        min_agreement=parent.min_agreement,
+        max_size_ratio=1.0,
+        run_cost=parent.run_cost,
+        base=base,
+        keep_float=tuple(layers),
+    )
+
+
+def find(name: str) -> Variant | None:
+    """The variant of that name, built-in or selective; None for a name that is neither (a brought file)."""
+    try:
+        return get(name)
+    except ValueError:
+        return None
 
 
 def parse_names(text: str) -> list[str]:
@@ -183,7 +257,27 @@ register(
     )
 )
 
+
 # Google's LiteRT Quantizer, applied to the float32 .tflite by recipe (the names are its own).
+# Its whole ladder was measured on the seed and the wide CNN (bench/recipe_ladder.py, README): the
+# recipes registered here are those that convert and run in LiteRT on the seed CNN. Left out: the
+# blockwise recipes (b32, b64), which refuse a dense layer whose input width is not a multiple of
+# the block (the seed's is 1,352) and, at 8 and 2 bits, quantize nothing or do not run in XNNPACK;
+# dynamic_wi8c and dynamic_wi4c, which write the same file as dynamic_wi8 and dynamic_wi4.
+def _ladder(recipe: str) -> tuple[str, str]:
+    """dynamic_wi4c_hr_afp32 -> ("dynamic, Hadamard-rotated", "4-bit"): its row and cell on the picker."""
+    kind, rest = recipe.split("_w", 1)
+    bits = rest[1 : 1 + next(i for i, c in enumerate(rest[1:]) if not c.isdigit())]
+    if kind == "static":
+        return "static (calibrated)", f"int{rest.rsplit('_ai', 1)[1]} activations"
+    row = {"dynamic": "dynamic", "weight_only": "weight-only"}[kind]
+    return (row + (", Hadamard-rotated" if "_hr" in rest else "")), f"{bits}-bit"
+
+
+_MIN_AGREEMENT = {
+    "dynamic_wi2c_afp32": 0.0,  # four levels ruin the seed: tested to be worse than its Hadamard twin instead
+    "dynamic_wi2c_hr_afp32": 0.94,
+}
 for _name, _label, _explanation, _ratio, _cost in (
     (
         "dynamic_wi8_afp32",
@@ -198,6 +292,36 @@ for _name, _label, _explanation, _ratio, _cost in (
         "Weights packed as 4-bit integers (16 levels) per channel, activations float: about half the size of int8 weights.",
         0.25,
         1.0,
+    ),
+    (
+        "dynamic_wi2c_afp32",
+        "LiteRT Quantizer: dynamic, 2-bit weights",
+        "Weights as 2-bit integers per channel: four levels each. The file's integers are sound, but LiteRT's hybrid convolution "
+        "answers NaN with 2-bit filters, so the model answers one digit: keep the convolution float (Inside) to see what four levels really cost.",
+        0.12,
+        1.0,
+    ),
+    (
+        "dynamic_wi8c_hr_afp32",
+        "LiteRT Quantizer: dynamic, int8 weights, Hadamard-rotated",
+        "Each layer's weights are first multiplied by a Hadamard matrix, which spreads outliers over a whole row, then stored as int8 per channel. "
+        "The rotation is undone on the activations at run time, one image at a time.",
+        0.32,
+        2.0,
+    ),
+    (
+        "dynamic_wi4c_hr_afp32",
+        "LiteRT Quantizer: dynamic, int4 weights, Hadamard-rotated",
+        "The Hadamard rotation, then 4-bit weights per channel. LiteRT's XNNPACK kernels run it well; its built-in kernels answer differently (see the ladder in the README).",
+        0.20,
+        2.0,
+    ),
+    (
+        "dynamic_wi2c_hr_afp32",
+        "LiteRT Quantizer: dynamic, 2-bit weights, Hadamard-rotated",
+        "The Hadamard rotation, then 2-bit weights per channel: with the outliers spread out, four levels are enough to keep most answers.",
+        0.14,
+        2.0,
     ),
     (
         "weight_only_wi8_afp32",
@@ -236,8 +360,9 @@ for _name, _label, _explanation, _ratio, _cost in (
             method=METHOD_LITERT_QUANTIZER,
             recipe=_name,
             max_size_ratio=_ratio,
-            min_agreement=0.97 if "wi4" in _name else 0.98,
+            min_agreement=_MIN_AGREEMENT.get(_name, 0.97 if "wi4" in _name else 0.98),
             run_cost=_cost,
+            ladder=_ladder(_name),
         )
     )
 

@@ -15,8 +15,9 @@ from core.quantization import (
     stored_integers,
 )
 from ui import charts, state
+from ui import jobs as jobs_ui
 from ui.layout import markdown_table, model_fits, need_model, need_variants, through_the_app, variant_label
-from ui.resources import accuracy_of, sweep_all
+from ui.resources import accuracy_of, ranked_layers_of, sweep_all
 
 through_the_app()
 st.title("Inside quantization")
@@ -50,10 +51,17 @@ def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
     st.subheader("One weight, its levels and its rounding")
     picked = st.selectbox("Weight", range(len(kernels)), format_func=lambda i: kernels[i].name, key="inside_weight")
     tensor = kernels[picked]
+    variant = registry.find(name)
+    if variant is not None and variant.rotates_weights:
+        st.info(
+            "This recipe stores each weight multiplied by a Hadamard matrix, which spreads its outliers "
+            "over a whole row: its integers replace the rotated weight, not the float32 one, so they are not laid over it here."
+        )
+        return
     floats = float_weights_by_name(float_tflite) if float_tflite is not None else {}
     match = floats.get(tensor.name)
     if match is None or match.shape != tuple(tensor.shape):
-        retrained = name in registry.VARIANTS and registry.get(name).needs_training_data
+        retrained = variant is not None and variant.needs_training_data
         why = " (quantization-aware training retrained it)" if retrained else ""
         st.info(f"This weight has no float32 counterpart to compare with{why}.")
         return
@@ -113,6 +121,85 @@ def sweep_ui(converted: dict, dataset) -> None:
     )
 
 
+def keep_float_ui(model: state.LabModel, converted: dict, dataset) -> None:
+    st.subheader("Keep these layers float")
+    st.write(
+        "The layers of a quantized variant, worst first by how far their output strays from float32 "
+        "(SNR on test images). Keep the worst in float32 and measure again: a new variant, in Compare, "
+        "Draw, Deploy and the report."
+    )
+    if not model.can_convert:
+        st.info("Building a variant needs the Keras model: this one is a .tflite, compared as it is.")
+        return
+    reference = converted.get(registry.REFERENCE)
+    bases = [name for name in converted if registry.can_keep_float(name)]
+    if reference is None or not bases:
+        st.info("Convert float32 and int8 (or a LiteRT Quantizer recipe) on Quantize first.")
+        return
+    base = st.selectbox("Variant to start from", bases, format_func=variant_label, key="keep_base")
+    item = converted[base]
+    ranked = ranked_layers_of(reference.digest, reference.tflite, item.digest, item.tflite, dataset.digest, dataset.x_test[:200])
+    if not ranked:
+        st.info(f"{variant_label(base)} quantizes no layer with weights: there is nothing to keep float.")
+        return
+    rows = [
+        [f"`{layer.name}`", layer.op, f"{layer.weights:,}", "–" if snr is None else "broken" if np.isnan(snr) else f"{snr:.1f}"]
+        for layer, snr in ranked
+    ]
+    st.markdown(markdown_table(["layer", "op", "weights", "SNR (dB)"], rows, align="llrr"))
+    st.caption("Higher SNR is better: about 6 dB per bit of precision. “broken” is an output that is no longer a number.")
+    calibration = item.calibration or state.remembered("calibration", 200)
+    running = jobs_ui.active("keep_float")
+    names = [layer.name for layer, _ in ranked]
+    chosen = st.multiselect("Layers to keep in float32", names, default=names[:1], key="keep_layers")
+    if st.button("Build it", key="keep_build", type="primary", disabled=running or not chosen):
+        if len(chosen) >= len(names) and len(names) == len(ranked):
+            st.error("That keeps every quantized layer float: nothing would be quantized. Leave at least one.")
+        else:
+            _submit_keep_float(model, base, calibration, layers=tuple(chosen))
+    st.markdown("**Automatic:** the fewest float layers that keep accuracy within a drop of float32.")
+    drop = st.slider("Largest drop allowed (percentage points)", 0.0, 5.0, 0.5, 0.1, key="keep_drop")
+    if st.button("Find automatically", key="keep_auto", disabled=running):
+        _submit_keep_float(model, base, calibration, max_drop_pp=float(drop))
+    jobs_ui.job_panel("keep_float")
+    steps = state.keep_float_steps().get(base)
+    if steps:
+        steps_ui(steps)
+
+
+def _submit_keep_float(model: state.LabModel, base: str, calibration: int, **choice) -> None:
+    from core.jobs import KeepFloatRequest
+
+    try:
+        request = KeepFloatRequest(
+            model.digest, base, jobs_ui.dataset_ref(), calibration=calibration, model_bytes=model.keras_bytes, **choice
+        )
+    except (ValueError, OSError) as error:
+        st.error(f"This cannot be built: {error}")
+        return
+    jobs_ui.submit(request)
+    st.rerun()
+
+
+def steps_ui(found: dict) -> None:
+    rows = [
+        [
+            str(index),
+            f"`{step['layer']}`" if step["layer"] else f"({found['base']})",
+            f"{step['size_bytes']:,}",
+            f"{step['accuracy']:.2%}",
+            f"{(found['float_accuracy'] - step['accuracy']) * 100:.2f}",
+        ]
+        for index, step in enumerate(found["steps"])
+    ]
+    st.markdown(markdown_table(["step", "layer kept float", "bytes", "accuracy", "drop (pp)"], rows, align="llrrr"))
+    st.plotly_chart(charts.keep_float_figure(found), key="chart_keep_float")
+    st.caption(
+        "Each step keeps one more layer in float32: the bytes it costs against the accuracy it buys. "
+        f"The dashed line is float32 less {found['max_drop_pp']:g} points."
+    )
+
+
 model = need_model()
 converted = need_variants() if model is not None else {}
 if converted:
@@ -129,4 +216,5 @@ if converted:
             except ValueError as error:  # a brought file whose numbers do not fit together: one line
                 st.error(f"This variant's tensors cannot be shown: {str(error).splitlines()[0]}")
         if not any(item.brought for item in converted.values()):
+            keep_float_ui(model, converted, dataset)
             sweep_ui(converted, dataset)

@@ -21,7 +21,11 @@ def choose_ui() -> tuple[list[str], int, dict]:
     previous = set(state.variants()) or set(registry.POST_TRAINING)
     for method, title in registry.METHOD_TITLES.items():
         st.markdown(f"**{title}**")
-        for variant in (v for v in registry.VARIANTS.values() if v.method == method):
+        members = [v for v in registry.VARIANTS.values() if v.method == method]
+        if all(v.ladder for v in members):
+            chosen += ladder_ui(members, previous)
+            continue
+        for variant in members:
             ticked = st.checkbox(
                 f"{variant.label} (`{variant.name}`)",
                 value=variant.is_reference or variant.name in previous,
@@ -59,6 +63,30 @@ def choose_ui() -> tuple[list[str], int, dict]:
             )
         )
     return chosen, int(calibration), options
+
+
+def ladder_ui(members: list, previous: set) -> list[str]:
+    """The recipes as a compact grid, a row per kind and a box per bit width; each box's tooltip
+    (and the table below) says what the recipe does."""
+    chosen = []
+    rows = dict.fromkeys(v.ladder[0] for v in members)
+    for row in rows:
+        cells = [v for v in members if v.ladder[0] == row]
+        label, *boxes = st.columns([2] + [1] * 3, vertical_alignment="center")
+        label.markdown(row)
+        for box, variant in zip(boxes, cells, strict=False):
+            if box.checkbox(
+                variant.ladder[1], value=variant.name in previous, key=f"pick_{variant.name}", help=variant.explanation
+            ):
+                chosen.append(variant.name)
+    with st.expander("What each recipe does"):
+        st.markdown(markdown_table(["recipe", "what it does"], [[f"`{v.name}`", v.explanation] for v in members], align="ll"))
+        st.caption(
+            "Not offered: the blockwise recipes (b32, b64), which refuse a dense layer whose input width is "
+            "not a multiple of the block, as the seed CNN's 1,352 is not. The README's recipe ladder says what "
+            "each recipe does in LiteRT and TensorFlow Lite Micro."
+        )
+    return chosen
 
 
 def convert_ui(model: state.LabModel, names: list[str], calibration: int, options: dict) -> None:

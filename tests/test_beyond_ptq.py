@@ -15,6 +15,10 @@ def test_the_litert_quantizer_recipes_are_registered_under_their_own_names():
     assert set(variants.LITERT_QUANTIZER) == {
         "dynamic_wi8_afp32",
         "dynamic_wi4_afp32",
+        "dynamic_wi2c_afp32",
+        "dynamic_wi8c_hr_afp32",
+        "dynamic_wi4c_hr_afp32",
+        "dynamic_wi2c_hr_afp32",
         "weight_only_wi8_afp32",
         "weight_only_wi4_afp32",
         "static_wi8_ai8",
@@ -26,6 +30,36 @@ def test_the_litert_quantizer_recipes_are_registered_under_their_own_names():
 def test_int4_weights_are_packed_at_half_the_size_of_int8(tflites):
     assert len(tflites["dynamic_wi4_afp32"]) <= 0.65 * len(tflites["dynamic"])
     assert "int4" in inspect_tflite(tflites["dynamic_wi4_afp32"]).weights_by_dtype()
+
+
+def test_the_recipes_ladder_fills_a_compact_grid_a_row_per_kind_a_cell_per_width():
+    cells = [variants.get(name).ladder for name in variants.LITERT_QUANTIZER]
+    assert len(set(cells)) == len(cells)  # no two recipes share a cell
+    assert {row for row, _ in cells} == {"dynamic", "dynamic, Hadamard-rotated", "weight-only", "static (calibrated)"}
+    assert variants.get("dynamic_wi2c_hr_afp32").ladder == ("dynamic, Hadamard-rotated", "2-bit")
+
+
+def test_two_bit_weights_store_four_levels_and_the_hadamard_rotation_rescues_them(tflites, dataset):
+    from core.quantization import quantized_tensors, stored_integers
+
+    reference = LiteModel(tflites["float32"]).predict_logits(dataset.x_test).argmax(1)
+    agreement = {}
+    for name in ("dynamic_wi2c_afp32", "dynamic_wi2c_hr_afp32"):
+        kernels = [t for t in quantized_tensors(tflites[name]) if t.is_weight and t.bits == 2]
+        assert kernels, name
+        for tensor in kernels:
+            assert set(np.unique(stored_integers(tflites[name], tensor))) <= {-2, -1, 0, 1}
+        agreement[name] = np.mean(LiteModel(tflites[name]).predict_logits(dataset.x_test).argmax(1) == reference)
+    # Four levels per channel cost the seed most of its answers; the rotation spreads the outliers first.
+    assert agreement["dynamic_wi2c_afp32"] < agreement["dynamic_wi2c_hr_afp32"] - 0.2, agreement
+
+
+def test_a_hadamard_model_fixed_at_batch_one_runs_one_image_at_a_time(tflites, dataset):
+    model = LiteModel(tflites["dynamic_wi8c_hr_afp32"])
+    assert model.max_batch == 1  # its inserted RESHAPE fixes the batch: found by one invoke at two
+    logits = model.predict_logits(dataset.x_test[:50])
+    assert logits.shape == (50, 10)
+    assert np.allclose(logits[7], model.predict_logits(dataset.x_test[7:8])[0])
 
 
 def test_static_recipes_quantize_the_activations(tflites):
@@ -68,7 +102,13 @@ def test_every_quantized_variant_has_per_layer_errors(name, tflites, dataset):
     errors = layer_errors(tflites["float32"], tflites[name], dataset.x_test[:50])
     ops = [error.op for error in errors]
     assert {"CONV_2D", "FULLY_CONNECTED"} <= set(ops), ops
+    broken = [error for error in errors if error.broken]
+    if broken:  # LiteRT's hybrid convolution answers NaN with 2-bit filters (the file's integers are sound); it spreads
+        assert name == "dynamic_wi2c_afp32" and broken[0].op == "CONV_2D", broken
+        assert all(error.to_dict()["output_not_finite"] and error.to_dict()["rmse"] is None for error in broken)
     for error in errors:
+        if error.broken:
+            continue
         assert np.isfinite(error.rmse) and error.rmse >= 0
         assert error.snr_db is None or np.isfinite(error.snr_db)
 

@@ -401,3 +401,48 @@ def test_inside_page_of_float32_alone_says_there_is_nothing_to_look_inside(lab_s
     at = page("pages/inside.py", {**lab_state, "lab_variants": float_only})
     assert not at.exception
     assert any("Only float32 is converted" in i.value for i in at.info)
+
+
+def test_inside_keeps_the_worst_layer_of_int8_float_and_the_new_variant_is_on_every_page(lab_state):
+    at = page("pages/inside.py", lab_state)
+    at.selectbox(key="keep_base").set_value("int8").run()
+    table = [m.value for m in at.markdown if m.value.startswith("| layer")][0]
+    assert "CONV_2D" in table and "FULLY_CONNECTED" in table
+    worst = at.multiselect(key="keep_layers").value
+    assert len(worst) == 1
+    at.button(key="keep_build").click().run()
+    settle(at)
+    assert not at.exception and not at.error
+    name = f"int8_float-{worst[0]}"
+    assert name in at.session_state["lab_variants"], list(at.session_state["lab_variants"])
+    assert any(name in s.value for s in at.success)
+    session = {**lab_state, "lab_variants": at.session_state["lab_variants"]}
+    for path in ("pages/compare.py", "pages/draw.py", "pages/deploy.py"):
+        other = page(path, session)
+        assert not other.exception, path
+        assert name in texts(other) or any(name in str(getattr(e, "value", "")) for e in other.selectbox), path
+    # Every quantized layer float is refused in one line, before anything is queued.
+    at.multiselect(key="keep_layers").set_value(at.multiselect(key="keep_layers").options).run()
+    at.button(key="keep_build").click().run()
+    assert any("nothing would be quantized" in e.value for e in at.error)
+
+
+def test_inside_automatic_shows_each_step_of_its_search(lab_state):
+    at = page("pages/inside.py", lab_state)
+    at.selectbox(key="keep_base").set_value("int8").run()
+    at.slider(key="keep_drop").set_value(0.0).run()
+    at.button(key="keep_auto").click().run()
+    settle(at)
+    assert not at.exception and not at.error
+    steps = [m.value for m in at.markdown if m.value.startswith("| step")]
+    assert steps and "(int8)" in steps[0]
+    assert len(at.get("plotly_chart")) >= 6  # the search's steps drawn too
+    assert at.session_state["lab_keep_float_steps"]
+    assert any("automatic search chose" in m.value for m in list(at.success) + list(at.warning))
+
+
+def test_inside_offers_no_keep_float_for_a_brought_tflite(lab_state):
+    brought = state.ConvertedVariant("uploaded", lab_state["lab_variants"]["int8"].tflite, 0.0, brought=True)
+    at = page("pages/inside.py", {**lab_state, "lab_variants": {"uploaded": brought}})
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "keep_build"]

@@ -329,3 +329,28 @@ def range_tradeoff_figure(points: list, chosen_fraction: float | None = None) ->
         margin=dict(t=30, b=40),
     )
     return figure
+
+
+def keep_float_figure(found: dict) -> go.Figure:
+    """The automatic keep-float search: each step's file size against its accuracy, with the bound."""
+    steps = found["steps"]
+    labels = [step["layer"] or found["base"] for step in steps]
+    figure = go.Figure(
+        go.Scatter(
+            x=[step["size_bytes"] / 1024 for step in steps],
+            y=[step["accuracy"] for step in steps],
+            mode="lines+markers+text",
+            text=[f"{index}: {label}" for index, label in enumerate(labels)],
+            textposition="top center",
+            marker=dict(size=11),
+            name="steps",
+        )
+    )
+    figure.add_hline(y=found["float_accuracy"], line_color="#2e7d32", annotation_text="float32")
+    figure.add_hline(
+        y=found["float_accuracy"] - found["max_drop_pp"] / 100, line_dash="dash", line_color="#d32f2f", annotation_text="bound"
+    )
+    figure.update_layout(
+        height=320, xaxis_title="file size (KB)", yaxis_title="accuracy", margin=dict(t=30, b=40), showlegend=False
+    )
+    return figure

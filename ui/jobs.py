@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # types only: the service and NumPy are imported by the first
     from core.job_service import JobService, JobStatus
 
 POLL_S = 0.5  # how often a page asks how its job is doing
-KIND_TITLES = {"train": "Training", "convert": "Conversion", "load": "Loading the model"}
+KIND_TITLES = {"train": "Training", "convert": "Conversion", "load": "Loading the model", "keep_float": "Keeping layers float"}
 
 
 def kind_title(kind: str) -> str:
@@ -352,3 +352,23 @@ def _converted(ticket: JobTicket, outcome: jobs.ConvertOutcome, found: JobStatus
         "warning" if outcome.failures else "info" if origin else "success",
         "\n\n".join(notes) or f"Converted {len(outcome.files)} variant(s).",
     )
+
+
+@applies("keep_float")
+def _kept_float(ticket: JobTicket, outcome: jobs.KeepFloatOutcome, found: JobStatus) -> None:
+    model = state.model()
+    if model is None or model.digest != outcome.model_digest:
+        messages()["keep_float"] = (
+            "warning",
+            "A keep-float build finished for a model this session no longer uses; it was set aside.",
+        )
+        return
+    item = outcome.file
+    state.add_variant(state.ConvertedVariant(item.name, item.tflite, item.seconds, outcome.calibration))
+    if outcome.automatic is not None:
+        state.keep_float_steps()[outcome.automatic["base"]] = outcome.automatic
+        verdict = "within" if outcome.automatic["met"] else "not within"
+        text = f"The automatic search chose {item.name}: {verdict} {outcome.automatic['max_drop_pp']:g} pp of float32."
+    else:
+        text = f"Built {item.name}: it is now in Compare, Draw, Deploy and the report."
+    messages()["keep_float"] = ("success" if outcome.automatic is None or outcome.automatic["met"] else "warning", text)

@@ -131,7 +131,8 @@ def image_grid(images, captions: list[str], columns: int = 8) -> None:
 def variant_label(name: str) -> str:
     from core import variants
 
-    return variants.VARIANTS[name].label if name in variants.VARIANTS else name
+    found = variants.find(name)
+    return found.label if found is not None else name
 
 
 def markdown_table(header: list[str], rows: list[list], align: str = "") -> str:

@@ -166,3 +166,11 @@ def accuracy_of(digest: str, _tflite: bytes, dataset_key: str, _images, _labels)
     from core.runtime import LiteModel
 
     return float(np.mean(LiteModel(_tflite).predict_logits(_images).argmax(axis=-1) == _labels))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def ranked_layers_of(float_digest: str, _float_tflite: bytes, digest: str, _tflite: bytes, dataset_key: str, _images) -> list:
+    """core.selective.ranked_layers of a built-in variant (LiteRT on a sample of test images), cached by digests."""
+    from core.selective import ranked_layers
+
+    return ranked_layers(_float_tflite, _tflite, _images)

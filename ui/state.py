@@ -5,7 +5,8 @@ Keys (one place to look):
 * ``lab_dataset``: :class:`DatasetChoice`, the dataset in use (the arrays themselves are cached
   resources, or the session's own upload);
 * ``lab_model``: :class:`LabModel`, the trained or uploaded model (bytes, never a Keras object);
-* ``lab_variants``: ``{name: ConvertedVariant}``, the converted .tflite files;
+* ``lab_variants``: ``{name: ConvertedVariant}``, the converted .tflite files (selective ones included);
+* ``lab_keep_float_steps``: ``{base: steps}``, the automatic keep-float searches Inside ran;
 * ``lab_latency``: ``{(threads, xnnpack, runs, variants' digests, dataset digest): ({name: (LatencyStats, images/s)}, seconds)}``,
   measured on Compare;
 * ``lab_report``: the last comparison report Compare exported (``core.report.build_report``);
@@ -119,6 +120,7 @@ def set_model(new_model: LabModel) -> None:
     st.session_state["lab_model"] = new_model
     st.session_state["lab_variants"] = {}
     st.session_state["lab_latency"] = {}
+    st.session_state["lab_keep_float_steps"] = {}
     if new_model.uploaded_tflite is not None:
         st.session_state["lab_variants"] = {
             "uploaded": ConvertedVariant("uploaded", new_model.uploaded_tflite, 0.0, brought=True)
@@ -126,8 +128,28 @@ def set_model(new_model: LabModel) -> None:
 
 
 def set_variants(converted: dict[str, ConvertedVariant]) -> None:
-    st.session_state["lab_variants"] = converted
+    """A new conversion of the same model: its variants, plus the selective ones the person built
+    from that model on Inside (nothing they made is lost)."""
+    from core import variants as registry
+
+    kept = {
+        name: item
+        for name, item in variants().items()
+        if name not in converted and not item.brought and registry.KEEP_FLOAT_MARK in name
+    }
+    st.session_state["lab_variants"] = {**converted, **kept}
     st.session_state["lab_latency"] = {}
+
+
+def add_variant(item: ConvertedVariant) -> None:
+    """One more variant beside the converted ones (a selective variant from Inside)."""
+    st.session_state["lab_variants"] = {**variants(), item.name: item}
+    st.session_state["lab_latency"] = {}
+
+
+def keep_float_steps() -> dict[str, dict]:
+    """The automatic keep-float searches of this model: {base: core.selective.Automatic.to_dict()}."""
+    return st.session_state.setdefault("lab_keep_float_steps", {})
 
 
 def draw_state():
