@@ -135,10 +135,11 @@ def dequantize(tensor: TensorQuantization, integers: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class WeightComparison:
-    """A quantized weight laid over the float32 weight it replaces."""
+    """A quantized tensor laid over the float32 values it replaces: a weight over the float32 weight,
+    an activation over the float32 model's output of that layer on test images."""
 
     tensor: TensorQuantization
-    float_values: np.ndarray  # the float32 model's weight
+    float_values: np.ndarray  # the float32 model's weight, or its activations on the images
     dequantized: np.ndarray  # the file's integers, scaled back
     clipped_fraction: float  # float values outside the representable range
     snr_db: float  # 10·log10(signal power / error power)
@@ -153,7 +154,39 @@ def compare_weight(tensor: TensorQuantization, integers: np.ndarray, float_value
     float_values = np.asarray(float_values, dtype=np.float32)
     if float_values.shape != tuple(tensor.shape):
         raise ValueError(f"{tensor.name}: the float weight is {float_values.shape}, the quantized one {tensor.shape}")
-    restored = dequantize(tensor, integers)
+    return _laid_over(tensor, dequantize(tensor, integers), float_values)
+
+
+def compare_activation(tensor: TensorQuantization, float_values: np.ndarray) -> WeightComparison:
+    """An activation's scale and zero point (the file's) applied to the float32 model's own output
+    of that layer: what rounding to those integers does to it, and what falls outside and is clipped."""
+    if tensor.is_weight or tensor.per_channel:
+        raise ValueError(f"{tensor.name} is not an activation with one scale")
+    float_values = np.asarray(float_values, dtype=np.float32)
+    low, high = tensor.levels
+    (scale,), (zero,) = tensor.scales, tensor.zero_points
+    integers = np.clip(np.round(float_values.astype(np.float64) / scale) + zero, low, high)
+    return _laid_over(tensor, dequantize(tensor, integers), float_values)
+
+
+def float_activations(float_tflite: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Every float32 activation of the float32 model on ``images`` (one batch, within the
+    interpreter's bound), by tensor name: read as the per-layer error reads them, every
+    intermediate tensor preserved."""
+    from core.runtime import LiteModel
+
+    model = LiteModel(float_tflite, preserve_all_tensors=True)
+    model.set_input(np.asarray(images[: model.max_batch], np.float32))
+    model.invoke()
+    constants = {tensor.index for tensor in inspect_tflite(float_tflite).tensors if tensor.is_weight}
+    return {
+        detail["name"]: np.array(model.tensor(detail["index"]))
+        for detail in model.tensor_details()
+        if detail["index"] not in constants and np.dtype(detail["dtype"]) == np.float32 and detail["name"]
+    }
+
+
+def _laid_over(tensor: TensorQuantization, restored: np.ndarray, float_values: np.ndarray) -> WeightComparison:
     ranges = tensor.real_ranges()
     if tensor.per_channel:
         shape = [1] * float_values.ndim

@@ -9,6 +9,7 @@ import streamlit as st
 from core import variants as registry
 from core.quantization import (
     clipping_against_rounding,
+    compare_activation,
     compare_weight,
     float_weights_by_name,
     quantized_tensors,
@@ -17,7 +18,7 @@ from core.quantization import (
 from ui import charts, state
 from ui import jobs as jobs_ui
 from ui.layout import markdown_table, model_fits, need_model, need_variants, through_the_app, variant_label
-from ui.resources import accuracy_of, ranked_layers_of, sweep_all
+from ui.resources import accuracy_of, float_activations_of, ranked_layers_of, sweep_all
 
 through_the_app()
 st.title("Inside quantization")
@@ -45,12 +46,20 @@ def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
         for t in tensors
     ]
     st.markdown(markdown_table(["tensor", "kind", "type", "scale", "zero point", "what q means"], rows))
-    kernels = [t for t in tensors if t.is_weight and t.bits <= 8]
-    if not kernels:
+    chosen = [t for t in tensors if t.is_weight and t.bits <= 8] + [t for t in tensors if not t.is_weight and t.bits <= 16]
+    if not chosen:
         return
-    st.subheader("One weight, its levels and its rounding")
-    picked = st.selectbox("Weight", range(len(kernels)), format_func=lambda i: kernels[i].name, key="inside_weight")
-    tensor = kernels[picked]
+    st.subheader("One tensor, its levels and its rounding")
+    picked = st.selectbox(
+        "Tensor",
+        range(len(chosen)),
+        format_func=lambda i: f"{chosen[i].name} ({'weight' if chosen[i].is_weight else 'activation'})",
+        key="inside_weight",
+    )
+    tensor = chosen[picked]
+    if not tensor.is_weight:
+        activation_ui(tensor, float_tflite)
+        return
     variant = registry.find(name)
     if variant is not None and variant.rotates_weights:
         st.info(
@@ -66,10 +75,7 @@ def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
         st.info(f"This weight has no float32 counterpart to compare with{why}.")
         return
     compared = compare_weight(tensor, stored_integers(tflite, tensor), match)
-    left, middle, right = st.columns(3)
-    left.metric("Clipped", f"{compared.clipped_fraction:.2%}", help="float values outside the range the integers can hold")
-    middle.metric("SNR", f"{compared.snr_db:.1f} dB", help="the weight's power over the rounding error's")
-    right.metric("Levels", f"{tensor.levels[1] - tensor.levels[0] + 1:,}", f"{tensor.bits} bits", delta_color="off")
+    metrics_ui(compared, tensor)
     channel = None
     if tensor.per_channel:
         st.plotly_chart(charts.scales_figure(tensor), key="chart_scales")
@@ -94,6 +100,33 @@ def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
         "A narrow range clips the largest weights; a wide one makes every step coarser. With few bits the "
         "least total error sits well inside the largest weight: that is why an MSE range beats min-max at 2–4 bits."
     )
+
+
+def metrics_ui(compared, tensor) -> None:
+    left, middle, right = st.columns(3)
+    left.metric("Clipped", f"{compared.clipped_fraction:.2%}", help="float values outside the range the integers can hold")
+    middle.metric("SNR", f"{compared.snr_db:.1f} dB", help="the float values' power over the rounding error's")
+    right.metric("Levels", f"{tensor.levels[1] - tensor.levels[0] + 1:,}", f"{tensor.bits} bits", delta_color="off")
+
+
+def activation_ui(tensor, float_tflite: bytes | None) -> None:
+    dataset = state.current_dataset()[0]
+    found = None
+    if float_tflite is not None:
+        reference = state.variants()[registry.REFERENCE]
+        found = float_activations_of(reference.digest, float_tflite, dataset.digest, dataset.x_test[:200]).get(tensor.name)
+    if found is None:
+        st.info("This activation has no float32 tensor of the same name to compare with: the converter renamed or fused it.")
+        return
+    compared = compare_activation(tensor, found)
+    metrics_ui(compared, tensor)
+    st.plotly_chart(charts.weight_histogram_figure(compared, None, what="activation value (real)"), key="chart_levels")
+    st.caption(
+        f"What the float32 model computes at this tensor on {len(found):,} test images; red lines mark the range "
+        "the file's scale and zero point can hold, fixed by calibration (values beyond are clipped while the model runs)."
+    )
+    st.plotly_chart(charts.rounding_error_figure(compared), key="chart_rounding")
+    st.caption("Rounding each value to the nearest level moves it by at most half a step, except where it is clipped.")
 
 
 def sweep_ui(converted: dict, dataset) -> None:

@@ -446,3 +446,15 @@ def test_inside_offers_no_keep_float_for_a_brought_tflite(lab_state):
     at = page("pages/inside.py", {**lab_state, "lab_variants": {"uploaded": brought}})
     assert not at.exception
     assert not [b for b in at.button if b.key == "keep_build"]
+
+
+def test_inside_lays_an_activation_over_the_float_models_own_output(lab_state):
+    at = page("pages/inside.py", lab_state)
+    at.selectbox(key="inside_variant").set_value("int8").run()
+    box = at.selectbox(key="inside_weight")
+    activation = next(i for i, label in enumerate(box.options) if "conv2d" in label and "(activation)" in label)
+    box.set_value(activation).run()
+    assert not at.exception
+    assert {m.label for m in at.metric} >= {"Clipped", "SNR", "Levels"}
+    assert float([m.value for m in at.metric if m.label == "SNR"][0].split()[0]) > 20
+    assert any("test images" in c.value and "calibration" in c.value for c in at.caption)

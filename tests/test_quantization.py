@@ -193,3 +193,53 @@ def test_a_file_whose_scales_and_zero_points_disagree_gets_one_line(tflites):
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     with pytest.raises(ModelFormatError, match="along axis 7"):
         quantized_tensors(bytes(builder.Output()))
+
+
+@pytest.mark.parametrize("name", ["int8", "int16x8", "static_wi8_ai8"])
+def test_an_activations_rounding_is_what_litert_computes_there_from_the_same_input(name, tflites, dataset):
+    """The file's activation scale and zero point laid over float32's own output of that layer: for
+    the model's input, LiteRT's integers are exactly our rounding; further in, within a few steps."""
+    from core.quantization import compare_activation, float_activations
+    from core.runtime import LiteModel
+
+    images = dataset.x_test[:50]
+    floats = float_activations(tflites["float32"], images)
+    quantized = LiteModel(tflites[name], preserve_all_tensors=True)
+    quantized.set_input(images[: quantized.max_batch])
+    quantized.invoke()
+    details = {d["name"]: d for d in quantized.tensor_details()}
+    activations = [t for t in quantized_tensors(tflites[name]) if not t.is_weight and t.name in floats]
+    assert len(activations) >= 3, [t.name for t in activations]
+    for tensor in activations:
+        compared = compare_activation(tensor, floats[tensor.name])
+        theirs = quantized.tensor(details[tensor.name]["index"])
+        ours = compared.dequantized[: len(theirs)]
+        step = tensor.scales[0]
+        # What LiteRT holds there came through quantized layers: within a few steps of rounding the float.
+        assert np.median(np.abs(dequantize(tensor, theirs) - ours)) <= 2 * step, tensor.name
+        if not variants.get(name).recipe:  # the converter calibrates each range to the images' whole min-max
+            assert compared.clipped_fraction < 0.01, (tensor.name, compared.clipped_fraction)
+            assert compared.snr_db > (20 if tensor.bits == 8 else 50), (tensor.name, compared.snr_db)
+
+
+def test_the_litert_quantizers_moving_average_ranges_clip_more_than_the_converters(tflites, dataset):
+    """The LiteRT Quantizer's calibration keeps a moving average of each image's min and max
+    (qsv_utils.moving_average_update), the converter the min and max over all: the logits' range
+    is narrower, and Inside shows what it clips."""
+    from core.quantization import compare_activation, float_activations
+
+    floats = float_activations(tflites["float32"], dataset.x_test[:100])
+    output = LiteModel(tflites["float32"]).interpreter.get_output_details()[0]["name"]
+    clipped = {}
+    for name in ("int8", "static_wi8_ai8"):
+        tensor = next(t for t in quantized_tensors(tflites[name]) if t.name == output)
+        clipped[name] = compare_activation(tensor, floats[output]).clipped_fraction
+    assert clipped["int8"] < 0.01 < clipped["static_wi8_ai8"], clipped
+
+
+def test_an_activation_comparison_refuses_a_weight(tflites):
+    from core.quantization import compare_activation
+
+    weight = next(t for t in quantized_tensors(tflites["int8"]) if t.is_weight)
+    with pytest.raises(ValueError, match="not an activation"):
+        compare_activation(weight, np.zeros(3))

@@ -245,7 +245,7 @@ def ram_flash_figure(results: dict, boards: list) -> go.Figure:
 # -- Inside: one tensor's numbers, and the what-if sweep -------------------------------------------
 
 
-def weight_histogram_figure(compared, channel: int | None = None) -> go.Figure:
+def weight_histogram_figure(compared, channel: int | None = None, what: str = "weight value (real)") -> go.Figure:
     """The float values a quantized weight replaces, with the levels it can hold laid over them
     (every level up to 32 of them, else the two ends) and the clipping range shaded outside."""
     tensor = compared.tensor
@@ -269,7 +269,7 @@ def weight_histogram_figure(compared, channel: int | None = None) -> go.Figure:
     figure.add_vrect(x0=-span, x1=low, fillcolor="#d32f2f", opacity=0.08, line_width=0)
     figure.add_vrect(x0=high, x1=span, fillcolor="#d32f2f", opacity=0.08, line_width=0)
     figure.update_layout(
-        height=320, xaxis_title="weight value (real)", yaxis_title="count", showlegend=False, margin=dict(t=30, b=40)
+        height=320, xaxis_title=what, yaxis_title="count", showlegend=False, margin=dict(t=30, b=40)
     )
     figure.update_xaxes(range=[-span, span])
     return figure

@@ -174,3 +174,11 @@ def ranked_layers_of(float_digest: str, _float_tflite: bytes, digest: str, _tfli
     from core.selective import ranked_layers
 
     return ranked_layers(_float_tflite, _tflite, _images)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def float_activations_of(float_digest: str, _float_tflite: bytes, dataset_key: str, _images) -> dict:
+    """core.quantization.float_activations of a built-in float32 file, cached by digests."""
+    from core.quantization import float_activations
+
+    return float_activations(_float_tflite, _images)
