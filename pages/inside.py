@@ -139,8 +139,13 @@ def sweep_ui(converted: dict, dataset) -> None:
     if reference is None:
         st.info("Convert the float32 variant too: the what-if rounds its weights.")
         return
-    with st.spinner("Rounding and scoring 28 models…"):
-        points = sweep_all(reference.digest, reference.tflite, dataset.digest, dataset.x_test, dataset.y_test)
+    bar = st.empty()
+
+    def progress(fraction: float, text: str) -> None:
+        bar.progress(fraction, text=f"Rounding and scoring 28 models on {len(dataset.x_test):,} test images: {text}")
+
+    points = sweep_all(reference.digest, reference.tflite, dataset.digest, dataset.x_test, dataset.y_test, progress)
+    bar.empty()
     real = {}
     for name, item in converted.items():
         tensors = quantized_tensors(item.tflite)

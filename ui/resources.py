@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -149,13 +150,30 @@ def litert_answers(digest: str, dataset_digest: str, xnnpack: bool, _tflite: byt
     return measured(brought, micro.litert_answers, _tflite, _images, xnnpack, what="LiteRT's answers for the comparison")
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def sweep_all(float_digest: str, _float_tflite: bytes, dataset_key: str, _images, _labels) -> list:
+_SWEEPS_KEPT = 16
+
+
+@st.cache_resource(show_spinner=False)
+def _sweeps() -> tuple[dict, threading.Lock]:
+    """Finished sweeps, shared by every session: {(float digest, dataset key): points}, the newest
+    last; and the lock that makes a second session asking for the same sweep wait for the first."""
+    return {}, threading.Lock()
+
+
+def sweep_all(float_digest: str, float_tflite: bytes, dataset_key: str, images, labels, progress=None) -> list:
     """The what-if sweep of core.quantization, cached by the float32 file's and the data's digests
-    (it rewrites only built-in float32 files, which the server made itself)."""
+    (it rewrites only built-in float32 files, which the server made itself). ``progress(fraction,
+    text)`` follows a sweep that has to run; a sweep stopped half way (the person left the page)
+    stores nothing, and the next visit runs it again."""
     from core.quantization import sweep
 
-    return sweep(_float_tflite, _images, _labels)
+    (cache, lock), key = _sweeps(), (float_digest, dataset_key)
+    with lock:  # one sweep at a time in the server (each is ~2 s of one core on MNIST-sized test sets)
+        if key not in cache:
+            cache[key] = sweep(float_tflite, images, labels, progress=progress)
+            while len(cache) > _SWEEPS_KEPT:
+                cache.pop(next(iter(cache)))
+        return cache[key]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
