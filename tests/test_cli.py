@@ -138,6 +138,46 @@ def test_run_with_a_loaded_keras_model_and_a_subset_of_variants(mnist_small_repo
     assert report["model"]["epochs"] == 0 and report["variants"][0]["accuracy"] >= 0.90
 
 
+def test_run_keeps_a_layer_float_and_searches_for_the_fewest_within_a_drop(mnist_small_report, tmp_path):
+    """python -m core run --model model.keras --variants float32,int8,dynamic_wi2c_afp32 --keep-float dense_1 --max-drop 100"""
+    _, _, out = mnist_small_report
+    inspect = cli("inspect", str(out / "models" / "float32.tflite"), "--json")
+    dense = next(
+        name.split("/")[1]
+        for name in (t["name"] for t in json.loads(inspect.stdout)["tensors"])
+        if "/dense" in name and name.count("/") >= 2
+    )
+    result = cli(
+        "run",
+        "--data-dir",
+        str(mnist_small()),
+        "--model",
+        str(out / "models" / "model.keras"),
+        "--variants",
+        "float32,int8,dynamic_wi2c_afp32",
+        "--keep-float",
+        dense,
+        "--max-drop",
+        "100",
+        "--runs",
+        "100",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    names = [row["name"] for row in report["variants"]]
+    assert f"int8_float-{dense}" in names and f"dynamic_wi2c_afp32_float-{dense}" in names, names
+    search = report["keep_float_search"]
+    assert set(search) == {"int8", "dynamic_wi2c_afp32"}
+    assert all(found["met"] and found["variant"] == base and len(found["steps"]) == 1 for base, found in search.items())
+    assert "automatic keep-float for int8" in result.stdout
+    bad = cli("run", "--keep-float", "a layer", "--variants", "float32")
+    assert bad.returncode == 2 and "--keep-float" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("run", "--max-drop", "200")
+    assert bad.returncode == 2 and "--max-drop" in bad.stderr
+
+
 def test_every_variant_with_tflite_micro_qat_litert_quantizer_and_layer_errors(tmp_path):
     """python -m core run --data-dir …/mnist-small --epochs 1 --variants all --mcu --json out.json"""
     data = mnist_small()

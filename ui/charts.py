@@ -268,9 +268,7 @@ def weight_histogram_figure(compared, channel: int | None = None, what: str = "w
     span = max(abs(float(values.min())), abs(float(values.max())), abs(low), abs(high)) * 1.1
     figure.add_vrect(x0=-span, x1=low, fillcolor="#d32f2f", opacity=0.08, line_width=0)
     figure.add_vrect(x0=high, x1=span, fillcolor="#d32f2f", opacity=0.08, line_width=0)
-    figure.update_layout(
-        height=320, xaxis_title=what, yaxis_title="count", showlegend=False, margin=dict(t=30, b=40)
-    )
+    figure.update_layout(height=320, xaxis_title=what, yaxis_title="count", showlegend=False, margin=dict(t=30, b=40))
     figure.update_xaxes(range=[-span, span])
     return figure
 
