@@ -36,16 +36,15 @@ def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
     )
     rows = [
         [
-            f"`{t.name[:40]}`",
-            "weight" if t.is_weight else "activation",
-            t.dtype,
+            f"`{t.name[:32]}`",
+            f"{'weight' if t.is_weight else 'activation'}, {t.dtype}",
             f"{t.scales[0]:.4g}" if not t.per_channel else f"{len(t.scales)} scales, {min(t.scales):.3g}…{max(t.scales):.3g}",
             ", ".join(str(z) for z in sorted(set(t.zero_points))),
-            t.mapping(),
         ]
         for t in tensors
     ]
-    st.markdown(markdown_table(["tensor", "kind", "type", "scale", "zero point", "what q means"], rows))
+    # Four narrow columns, so that the table fits a phone; each tensor's formula is under the chosen one.
+    st.markdown(markdown_table(["tensor", "kind", "scale", "zero point"], rows))
     chosen = [t for t in tensors if t.is_weight and t.bits <= 8] + [t for t in tensors if not t.is_weight and t.bits <= 16]
     if not chosen:
         return
@@ -57,6 +56,8 @@ def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
         key="inside_weight",
     )
     tensor = chosen[picked]
+    st.markdown("What its integers `q` mean, in the file's own numbers:")
+    st.code(tensor.mapping(), language=None, wrap_lines=True)
     if not tensor.is_weight:
         activation_ui(tensor, float_tflite)
         return

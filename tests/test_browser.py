@@ -14,6 +14,7 @@ import pytest
 from tests.browser import (
     ONE,
     SEVEN,
+    answers_shown,
     canvas_box,
     chromium_page,
     convert_variants,
@@ -231,7 +232,8 @@ def test_12_inside_shows_the_numbers_a_weights_levels_and_the_sweep(app_page):
     go_to(page, "Inside")
     page.locator(".st-key-chart_sweep .js-plotly-plot").wait_for(timeout=120_000)
     wait_idle(page)
-    assert page.locator("table", has_text="what q means").first.is_visible()
+    assert page.locator("table", has_text="zero point").first.is_visible()
+    assert "real = scale[c]" in page.locator(".stCode").first.inner_text()
     for key in ("chart_scales", "chart_levels", "chart_rounding", "chart_tradeoff", "chart_sweep"):
         assert page.locator(f".st-key-{key} .js-plotly-plot").count() == 1, key
     traces = page.locator(".st-key-chart_sweep .js-plotly-plot").evaluate("plot => plot.data.map(t => t.name)")
@@ -239,3 +241,27 @@ def test_12_inside_shows_the_numbers_a_weights_levels_and_the_sweep(app_page):
     page.set_viewport_size({"width": 1400, "height": 5200})
     shot(page, "12-inside")
     page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_13_inside_keeps_int8s_worst_layer_float_and_draw_answers_with_it(app_page):
+    page, _ = app_page
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    go_to(page, "Inside")
+    base = page.locator(".st-key-keep_base")
+    base.wait_for(timeout=120_000)
+    wait_idle(page)
+    # Of float32, dynamic and int8, only int8 can keep layers float: it is the one choice, chosen.
+    page.locator(".st-key-keep_build button").click()
+    page.get_by_text("it is now in Compare, Draw, Deploy and the report", exact=False).wait_for(timeout=300_000)
+    wait_idle(page)
+    built = page.get_by_text("int8_float-", exact=False).first.inner_text()
+    name = next(word.strip("`.:") for word in built.split() if word.strip("`.:").startswith("int8_float-"))
+    page.set_viewport_size({"width": 1400, "height": 5200})
+    shot(page, "13-inside-keep-float")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    go_to(page, "Draw")
+    draw_stroke(page, SEVEN)
+    page.locator(f".st-key-predictions [data-variant='{name}']").wait_for(timeout=60_000)
+    wait_idle(page)
+    answers = answers_shown(page)
+    assert answers[name][0] == answers["float32"][0], answers  # one layer float: it answers as float32 does here

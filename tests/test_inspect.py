@@ -21,9 +21,10 @@ def test_inspection_splits_the_file_into_weights_and_the_rest(name, tflites):
     stored = {}
     for tensor in inspection.tensors:
         if tensor.is_weight:
-            # int4 is stored two to a byte; LiteRT hands it out one to a byte.
+            # int4 is stored two to a byte and int2 four; LiteRT hands them out one to a byte.
             array = weights[tensor.index]
-            stored[tensor.index] = (array.size + 1) // 2 if tensor.dtype == "int4" else array.nbytes
+            per_byte = {"int4": 2, "int2": 4}.get(tensor.dtype, 0)
+            stored[tensor.index] = -(-array.size // per_byte) if per_byte else array.nbytes
             assert tensor.bytes == stored[tensor.index], f"{name}: {tensor.name} ({tensor.dtype})"
     assert inspection.weights_bytes == sum(stored.values())
     assert 0 < inspection.other_bytes < 0.5 * inspection.size_bytes + 20_000

@@ -82,7 +82,10 @@ def test_every_built_in_variant_passes_the_checks_with_room_to_spare(tflites, da
     found = check_model(tflites[name], name, classes=len(dataset.class_names))
     assert found.tensor_bytes < limits.MAX_MODEL_TENSOR_BYTES / 16, found
     assert found.invoke_ms < limits.MAX_INVOKE_MS / 10, found
-    assert found.max_batch == limits.MAX_BATCH, "the lab's own models keep their batches of 500"
+    if registry.get(name).rotates_weights:  # the Hadamard recipes fix the batch at one (their inserted RESHAPE)
+        assert found.max_batch == 1, found
+    else:
+        assert found.max_batch == limits.MAX_BATCH, "the lab's own models keep their batches of 500"
 
 
 def test_isolation_bounds_memory_and_time_and_reports_crashes_in_one_line():

@@ -386,14 +386,15 @@ def test_inside_page_shows_every_quantized_tensor_a_weight_and_the_sweep(lab_sta
     assert not at.exception
     assert at.selectbox(key="inside_variant").value == "dynamic"
     table = [m.value for m in at.markdown if m.value.startswith("| tensor")][0]
-    assert "real = scale[c] × (q − 0)" in table  # dynamic's dense kernel: one scale per channel
+    assert "scales," in table and "weight, int8" in table
+    assert "real = scale[c] × (q − 0)" in at.code[0].value  # dynamic's first kernel: one scale per channel
     assert {m.label for m in at.metric} == {"Clipped", "SNR", "Levels"}
     assert float([m.value for m in at.metric if m.label == "SNR"][0].split()[0]) > 30
     assert len(at.get("plotly_chart")) == 5  # scales per channel, levels, rounding error, clipping against rounding, the sweep
     at.selectbox(key="inside_variant").set_value("int8").run()
     assert not at.exception
     table = [m.value for m in at.markdown if m.value.startswith("| tensor")][0]
-    assert "activation" in table and "int8" in table
+    assert "activation, int8" in table
 
 
 def test_inside_page_of_float32_alone_says_there_is_nothing_to_look_inside(lab_state):
