@@ -38,13 +38,13 @@ def tensors_ui(name: str, tflite: bytes, float_tflite: bytes | None) -> None:
         [
             f"`{t.name[:32]}`",
             f"{'weight' if t.is_weight else 'activation'}, {t.dtype}",
-            f"{t.scales[0]:.4g}" if not t.per_channel else f"{len(t.scales)} scales, {min(t.scales):.3g}…{max(t.scales):.3g}",
-            ", ".join(str(z) for z in sorted(set(t.zero_points))),
+            (f"{t.scales[0]:.4g}" if not t.per_channel else f"{len(t.scales)} scales, {min(t.scales):.3g}…{max(t.scales):.3g}")
+            + f"; zero point {', '.join(str(z) for z in sorted(set(t.zero_points)))}",
         ]
         for t in tensors
     ]
-    # Four narrow columns, so that the table fits a phone; each tensor's formula is under the chosen one.
-    st.markdown(markdown_table(["tensor", "kind", "scale", "zero point"], rows))
+    # Three narrow columns, so that the table fits a phone; the chosen tensor's formula is under it.
+    st.markdown(markdown_table(["tensor", "kind", "scale; zero point"], rows))
     chosen = [t for t in tensors if t.is_weight and t.bits <= 8] + [t for t in tensors if not t.is_weight and t.bits <= 16]
     if not chosen:
         return
@@ -181,11 +181,16 @@ def keep_float_ui(model: state.LabModel, converted: dict, dataset) -> None:
     if not ranked:
         st.info(f"{variant_label(base)} quantizes no layer with weights: there is nothing to keep float.")
         return
+    kinds = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "dense"}
     rows = [
-        [f"`{layer.name}`", layer.op, f"{layer.weights:,}", "–" if snr is None else "broken" if np.isnan(snr) else f"{snr:.1f}"]
+        [
+            f"`{layer.name}` ({kinds.get(layer.op, layer.op)})",
+            f"{layer.weights:,}",
+            "–" if snr is None else "broken" if np.isnan(snr) else f"{snr:.1f}",
+        ]
         for layer, snr in ranked
     ]
-    st.markdown(markdown_table(["layer", "op", "weights", "SNR (dB)"], rows, align="llrr"))
+    st.markdown(markdown_table(["layer", "weights", "SNR (dB)"], rows, align="lrr"))
     st.caption("Higher SNR is better: about 6 dB per bit of precision. “broken” is an output that is no longer a number.")
     calibration = item.calibration or state.remembered("calibration", 200)
     running = jobs_ui.active("keep_float")

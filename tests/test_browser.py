@@ -232,7 +232,7 @@ def test_12_inside_shows_the_numbers_a_weights_levels_and_the_sweep(app_page):
     go_to(page, "Inside")
     page.locator(".st-key-chart_sweep .js-plotly-plot").wait_for(timeout=120_000)
     wait_idle(page)
-    assert page.locator("table", has_text="zero point").first.is_visible()
+    assert page.locator("table", has_text="scale; zero point").first.is_visible()
     assert "real = scale[c]" in page.locator(".stCode").first.inner_text()
     for key in ("chart_scales", "chart_levels", "chart_rounding", "chart_tradeoff", "chart_sweep"):
         assert page.locator(f".st-key-{key} .js-plotly-plot").count() == 1, key

@@ -408,7 +408,7 @@ def test_inside_keeps_the_worst_layer_of_int8_float_and_the_new_variant_is_on_ev
     at = page("pages/inside.py", lab_state)
     at.selectbox(key="keep_base").set_value("int8").run()
     table = [m.value for m in at.markdown if m.value.startswith("| layer")][0]
-    assert "CONV_2D" in table and "FULLY_CONNECTED" in table
+    assert "(conv)" in table and "(dense)" in table
     worst = at.multiselect(key="keep_layers").value
     assert len(worst) == 1
     at.button(key="keep_build").click().run()
