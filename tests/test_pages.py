@@ -422,6 +422,8 @@ def test_inside_keeps_the_worst_layer_of_int8_float_and_the_new_variant_is_on_ev
         other = page(path, session)
         assert not other.exception, path
         assert name in texts(other) or any(name in str(getattr(e, "value", "")) for e in other.selectbox), path
+        if path == "pages/compare.py":  # and in the report Compare exports
+            assert name in [row["name"] for row in other.session_state["lab_report"]["variants"]]
     # Every quantized layer float is refused in one line, before anything is queued.
     at.multiselect(key="keep_layers").set_value(at.multiselect(key="keep_layers").options).run()
     at.button(key="keep_build").click().run()
