@@ -156,9 +156,10 @@ def _run(args) -> int:
         raise BadInput(str(error)) from error
     if args.max_drop is not None and not 0 <= args.max_drop <= 100:
         raise BadInput("--max-drop is in percentage points, 0 to 100")
+    keep_float = tuple(part.strip() for part in (args.keep_float or "").split(",") if part.strip())
     if args.keep_float:
         try:
-            registry.selective("int8", tuple(part.strip() for part in args.keep_float.split(",") if part.strip()))
+            registry.selective("int8", keep_float)  # the names' form, checked before anything trains
         except ValueError as error:
             raise BadInput(f"--keep-float: {error}") from error
     if args.epochs < 0 or args.qat_epochs < 0 or args.threads < 1 or args.runs < 1 or args.calibration < 1:
@@ -182,7 +183,7 @@ def _run(args) -> int:
         keras_latency=args.keras_latency,
         mcu=args.mcu,
         extra={"qat_epochs": args.qat_epochs},
-        keep_float=tuple(part.strip() for part in (args.keep_float or "").split(",") if part.strip()),
+        keep_float=keep_float,
         max_drop_pp=args.max_drop,
     )
     with libraries_quiet(not args.verbose) as progress_stream:

@@ -109,12 +109,13 @@ def run(config: RunConfig, progress: ProgressFn = ignore) -> RunResult:
     if config.max_drop_pp is not None:
         from core import selective
 
-        float_tflite = conversions[registry.REFERENCE].tflite if registry.REFERENCE in conversions else None
+        reference = conversions.get(registry.REFERENCE) or converter.convert(model, registry.REFERENCE)
+        float_tflite = reference.tflite
         for name in keepers:
             found = selective.automatic(
                 lambda variant: converter.convert(model, variant, calibration, float_tflite=float_tflite).tflite,
                 name,
-                float_tflite or converter.convert(model, registry.REFERENCE).tflite,
+                float_tflite,
                 dataset.x_test,
                 dataset.y_test,
                 config.max_drop_pp,

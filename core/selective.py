@@ -29,8 +29,6 @@ import numpy as np
 from core import variants as registry
 from core.progress import Progress, ProgressFn, ignore
 
-WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}  # op -> the kernel's input slot
-
 
 class SelectionError(ValueError):
     """A keep-float choice that cannot be built; the message is one line for the page."""
@@ -54,11 +52,12 @@ def _short_name(tensor_name: str) -> str:
 def layers(float_tflite: bytes) -> list[Layer]:
     """The float32 model's layers with weights, in execution order."""
     from core.inspect import inspect_tflite
+    from core.quantization import KERNEL_INPUT  # the ops with a kernel, and its input slot
 
     inspection = inspect_tflite(float_tflite)
     found: list[Layer] = []
     for op in inspection.operators:
-        slot = WEIGHT_OPS.get(op.op)
+        slot = KERNEL_INPUT.get(op.op, (None,))[0]
         if slot is None or len(op.inputs) <= slot or not op.outputs:
             continue
         kernel, output = inspection.tensors[op.inputs[slot]], inspection.tensors[op.outputs[0]]

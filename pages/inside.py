@@ -197,7 +197,7 @@ def keep_float_ui(model: state.LabModel, converted: dict, dataset) -> None:
     names = [layer.name for layer, _ in ranked]
     chosen = st.multiselect("Layers to keep in float32", names, default=names[:1], key="keep_layers")
     if st.button("Build it", key="keep_build", type="primary", disabled=running or not chosen):
-        if len(chosen) >= len(names) and len(names) == len(ranked):
+        if len(chosen) >= len(names):
             st.error("That keeps every quantized layer float: nothing would be quantized. Leave at least one.")
         else:
             _submit_keep_float(model, base, calibration, layers=tuple(chosen))

@@ -179,11 +179,9 @@ def sweep_all(float_digest: str, float_tflite: bytes, dataset_key: str, images, 
 @st.cache_data(show_spinner=False, max_entries=64)
 def accuracy_of(digest: str, _tflite: bytes, dataset_key: str, _images, _labels) -> float:
     """One built-in variant's accuracy on the test images (for the what-if chart's real points)."""
-    import numpy as np
+    from core.selective import accuracy_of as measured_accuracy
 
-    from core.runtime import LiteModel
-
-    return float(np.mean(LiteModel(_tflite).predict_logits(_images).argmax(axis=-1) == _labels))
+    return measured_accuracy(_tflite, _images, _labels)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
