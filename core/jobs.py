@@ -31,6 +31,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
+from core import litertjs
 from core import variants as registry
 from core.datasets import Dataset, DatasetRef
 from core.progress import Progress, ProgressFn, ignore
@@ -227,6 +228,18 @@ class ConvertedFile:
     name: str
     tflite: bytes = field(repr=False)
     seconds: float = 0.0
+    twin: litertjs.Twin | None = field(default=None, repr=False)  # what LiteRT.js runs in the browser
+    twin_error: str = ""  # why there is none, one line
+
+    @classmethod
+    def built(cls, name: str, tflite: bytes, seconds: float) -> ConvertedFile:
+        """A converted file with its browser twin, made in the same job from the same bytes."""
+        twin, error = litertjs.twin_or_error(tflite)
+        return cls(name, tflite, seconds, twin, error)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.tflite) + (len(self.twin.tflite) if self.twin else 0)
 
 
 @dataclass(frozen=True)
@@ -238,7 +251,7 @@ class ConvertOutcome:
 
     @property
     def nbytes(self) -> int:
-        return sum(len(item.tflite) for item in self.files) + 1024
+        return sum(item.nbytes for item in self.files) + 1024
 
 
 @dataclass(frozen=True)
@@ -250,7 +263,7 @@ class KeepFloatOutcome:
 
     @property
     def nbytes(self) -> int:
-        return len(self.file.tflite) + 4096
+        return self.file.nbytes + 4096
 
 
 # -- inside a pool worker ------------------------------------------------------------------------
@@ -352,7 +365,7 @@ def _convert(request: ConvertRequest, progress: ProgressFn) -> ConvertOutcome:
     results = converter.convert_all(model, list(request.variants), calibration, progress, failures=failures, **context)
     return ConvertOutcome(
         request.model_digest,
-        tuple(ConvertedFile(name, result.tflite, result.seconds) for name, result in results.items()),
+        tuple(ConvertedFile.built(name, result.tflite, result.seconds) for name, result in results.items()),
         tuple(failures.items()),
         request.calibration if calibration is not None else 0,
     )
@@ -381,11 +394,13 @@ def _keep_float(request: KeepFloatRequest, progress: ProgressFn) -> KeepFloatOut
         name = registry.keep_float_name(request.base, request.layers)
         progress(Progress("keep_float", 0.3, f"converting {name}"))
         data = build(name)
-        return KeepFloatOutcome(request.model_digest, ConvertedFile(name, data, time.perf_counter() - start), None, calibrated)
+        return KeepFloatOutcome(
+            request.model_digest, ConvertedFile.built(name, data, time.perf_counter() - start), None, calibrated
+        )
     found = selective.automatic(build, request.base, float_tflite, dataset.x_test, dataset.y_test, request.max_drop_pp, progress)
     return KeepFloatOutcome(
         request.model_digest,
-        ConvertedFile(found.variant, found.tflite, time.perf_counter() - start),
+        ConvertedFile.built(found.variant, found.tflite, time.perf_counter() - start),
         found.to_dict(),
         calibrated,
     )

@@ -80,6 +80,25 @@ class Variant:
         return self.recipe.endswith("_hr_afp32")
 
     @property
+    def integer_arithmetic(self) -> bool:
+        """Activations are integers too (full-integer int8, 16x8, QAT, the static recipes): the same
+        file gives the same integers on every CPU, so the browser must match the server bit for bit."""
+        full_integer = self.converter.builtin_ops in ("int8", "int16x8") or self.recipe.startswith("static_")
+        return (full_integer or self.method == METHOD_QAT) and not self.keep_float
+
+    @property
+    def browser_float_edges(self) -> bool:
+        """Its input and output are integers, which LiteRT.js 2.5.3 refuses: its browser twin
+        (core.litertjs) adds float32 edges, a QUANTIZE in and a DEQUANTIZE out, around the same graph."""
+        return (self.converter.io_type == "int8" and not self.keep_float) or self.recipe.startswith("static_")
+
+    def browser_twin(self) -> str:
+        """What its browser twin is, in the words the pages use."""
+        if self.browser_float_edges:
+            return "same kernels, different edges: float32 in and out around the same integer graph, batch fixed at 1"
+        return "the same file with its batch fixed at 1"
+
+    @property
     def is_reference(self) -> bool:
         return self.name == REFERENCE
 

@@ -334,8 +334,8 @@ def _converted(ticket: JobTicket, outcome: jobs.ConvertOutcome, found: JobStatus
         return
     state.set_variants(
         {
-            item.name: state.ConvertedVariant(
-                item.name, item.tflite, item.seconds, outcome.calibration if registry.get(item.name).needs_calibration else 0
+            item.name: state.ConvertedVariant.from_job(
+                item, outcome.calibration if registry.get(item.name).needs_calibration else 0
             )
             for item in outcome.files
         }
@@ -364,7 +364,7 @@ def _kept_float(ticket: JobTicket, outcome: jobs.KeepFloatOutcome, found: JobSta
         )
         return
     item = outcome.file
-    state.add_variant(state.ConvertedVariant(item.name, item.tflite, item.seconds, outcome.calibration))
+    state.add_variant(state.ConvertedVariant.from_job(item, outcome.calibration))
     if outcome.automatic is not None:
         state.keep_float_steps()[outcome.automatic["base"]] = outcome.automatic
         verdict = "within" if outcome.automatic["met"] else "not within"

@@ -40,6 +40,7 @@ import streamlit as st
 
 if TYPE_CHECKING:  # types only: Home's first run draws without importing NumPy
     from core.datasets import Dataset, DatasetRef, LoadedDataset
+    from core.litertjs import Twin
     from core.models import ModelSummary
 
 
@@ -93,6 +94,22 @@ class ConvertedVariant:
     seconds: float
     calibration: int = 0
     brought: bool = False  # a file a person brought: measured in a bounded child process, not in the server
+    made_twin: tuple | None = None  # (Twin or None, why not) from the conversion job that made the file
+
+    @classmethod
+    def from_job(cls, item, calibration: int = 0) -> ConvertedVariant:
+        """A variant from a conversion job's ConvertedFile, with the browser twin the job made."""
+        return cls(item.name, item.tflite, item.seconds, calibration, made_twin=(item.twin, item.twin_error))
+
+    @cached_property
+    def browser_twin(self) -> tuple[Twin | None, str]:
+        """(the twin LiteRT.js runs in the browser, or None and why not): the job's, else made here
+        from the file (a .tflite a person brought, already checked by core.runtime.check_model)."""
+        if self.made_twin is not None:
+            return self.made_twin
+        from core.litertjs import twin_or_error
+
+        return twin_or_error(self.tflite)
 
     @cached_property  # read on every Draw stroke: hash the file once
     def digest(self) -> str:
@@ -309,3 +326,23 @@ def digit():
 
 def set_digit(image) -> None:
     st.session_state["lab_digit"] = image
+
+
+# -- your device (LiteRT.js in this browser) -------------------------------------------------------
+
+
+def device_run() -> int:
+    """Which measurement of this device Compare shows: Measure again starts the next."""
+    return st.session_state.setdefault("lab_device_run", 0)
+
+
+def next_device_run() -> int:
+    st.session_state["lab_device_run"] = device_run() + 1
+    return st.session_state["lab_device_run"]
+
+
+def board_token() -> str:
+    """This session's place on the class board: random, so a session can replace only its own entry."""
+    import secrets
+
+    return st.session_state.setdefault("lab_board_token", secrets.token_hex(8))
