@@ -7,12 +7,13 @@ import time
 
 import streamlit as st
 
+from core import litertjs
 from core import variants as registry
 from core.compare import combine
 from core.report import build_report, dataset_info, environment, to_csv, to_json
-from ui import charts, state
+from ui import charts, device, state
 from ui.layout import image_grid, model_fits, need_model, need_variants, remembered_widget, through_the_app, variant_label
-from ui.resources import evaluate_all, inspect_for, layer_errors_all, time_all
+from ui.resources import class_board, evaluate_all, inspect_for, layer_errors_all, time_all, twin_answers_of
 
 through_the_app()
 st.title("Compare")
@@ -51,6 +52,84 @@ def side_by_side_ui(measurements, reference: str) -> None:
     right.plotly_chart(charts.accuracy_figure(frame), key="chart_accuracy")
     left.plotly_chart(charts.latency_figure(measurements), key="chart_latency")
     right.plotly_chart(charts.tradeoff_figure(frame), key="chart_tradeoff")
+
+
+def device_ui(converted: dict, measurements: dict, dataset) -> None:
+    """Every variant's browser twin timed in this browser with LiteRT.js, beside this server's LiteRT."""
+    st.subheader("This server against your device")
+    st.caption(
+        "The same variants run in this browser with LiteRT.js (Google's LiteRT compiled to WebAssembly, served by this app). "
+        "Each runs as its browser twin: the same graph with its batch fixed at 1 and, where its input and output are integers, "
+        "float32 edges around them (same kernels, different edges). On a phone, open this page there: the figures are the phone's."
+    )
+    _, missing = device.twins(converted)
+    for name, why in missing.items():
+        st.caption(f"{variant_label(name)}: no browser twin ({why}).")
+    run = state.device_run()
+    if st.button("Measure my device again", key="device_again"):
+        run = state.next_device_run()
+    try:
+        report = device.measure(converted, dataset.x_test, run)
+    except litertjs.DeviceReportError as error:
+        st.error(f"This browser's report could not be read: {error}")
+        return
+    if report is None:
+        st.caption("Your browser is timing every variant (its progress is above); the server's figures stand meanwhile.")
+        return
+    if isinstance(report, litertjs.DeviceUnavailable):
+        st.warning(f"LiteRT.js cannot run in this browser ({report.reason}); the figures above are this server's.")
+        return
+    outputs = {
+        name: twin_answers_of(item.digest, item, dataset.x_test, dataset.digest)
+        for name, item in converted.items()
+        if name in report.rows and report.rows[name].ok
+    }
+    rows = litertjs.side_by_side({name: m.latency.p50_us for name, m in measurements.items()}, report, outputs, device.integer)
+    facts = report.facts
+    st.caption(
+        f"Your device: {facts.device_class}, {facts.browser}, {facts.cores} cores, LiteRT.js {litertjs.VERSION} "
+        f"({litertjs.WASM_BUILDS[facts.wasm_build]} build), WebGPU {'present' if facts.webgpu else 'absent'}."
+    )
+    server_ratio = litertjs.speed_ratio(rows, "int8", registry.REFERENCE, "server_us")
+    device_ratio = litertjs.speed_ratio(rows, "int8", registry.REFERENCE, "device_us")
+    if server_ratio and device_ratio:
+        left, right = st.columns(2)
+        left.metric("int8 ÷ float32, this server", f"{server_ratio:.2f}×", help="under 1: int8 is faster")
+        right.metric("int8 ÷ float32, your device", f"{device_ratio:.2f}×", help="under 1: int8 is faster")
+    with st.container(key="device_table"):
+        st.dataframe(charts.device_frame(rows), hide_index=True, width="stretch", column_config=charts.device_columns())
+    st.plotly_chart(charts.device_figure(rows), key="chart_device")
+    broken = [row.name for row in rows if row.agreement is not None and not row.agreement.ok]
+    if broken:
+        st.warning(f"The browser answers differently from this server's LiteRT on the same twin: {', '.join(broken)}.")
+    class_board_ui(report, server_ratio)
+
+
+def class_board_ui(report, server_ratio: float | None) -> None:
+    """With consent, this device's int8 ÷ float32 joins the class's board (anonymous, in memory)."""
+    from core.class_board import entry_from
+
+    st.subheader("The class's devices")
+    board, token = class_board(), state.board_token()
+    joined = st.toggle(
+        "Add my device to the class board",
+        value=board.has(token),
+        key="board_consent",
+        help="Anonymous: the kind of device and the browser's family (e.g. Chrome on Android), its cores and its two timings. "
+        "No address, no full user agent. Kept in this server's memory only, gone when it restarts.",
+    )
+    entry = entry_from(report)
+    if joined and entry is not None:
+        board.put(token, entry)
+    elif not joined:
+        board.remove(token)
+    entries = board.entries()
+    if joined and entry is None:
+        st.caption("The board compares int8 with float32: convert both to join it.")
+    if entries:
+        st.plotly_chart(charts.class_board_figure(entries, server_ratio), key="chart_board")
+    else:
+        st.caption("No device on the board yet: each person who turns the toggle on adds theirs.")
 
 
 def answers_ui(measurements, reference: str, dataset) -> None:
@@ -139,6 +218,7 @@ def compare_ui(model: state.LabModel, converted: dict) -> None:
     measurements = combine(tflites, evaluations, timed, {name: item.seconds for name, item in converted.items()})
     st.subheader("Side by side")
     side_by_side_ui(measurements, reference)
+    device_ui(converted, measurements, dataset)
     answers_ui(measurements, reference, dataset)
     errors = layer_errors_ui(converted, dataset)
     anatomy_ui(converted)

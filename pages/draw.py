@@ -7,7 +7,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from core import limits
 from core.images import canvas_png_to_grey, mnist_style
-from ui import state
+from ui import device, state
 from ui.draw_cards import CARD_STYLE, answers_html, preview_html
 from ui.layout import model_fits, need_model, need_variants, through_the_app
 
@@ -89,4 +89,11 @@ if converted and model_fits(model, dataset, "draw"):
     )
     st.html(CARD_STYLE)  # once per page, outside the fragment: a stroke sends only the cards
     state.drawing_start()  # restore the last drawing when the page is entered; within the page the canvas keeps its own
-    canvas_fragment(converted, model.class_names or dataset.class_names)  # the answers are the model's classes
+    class_names = model.class_names or dataset.class_names
+    canvas_fragment(converted, class_names)  # the answers are the model's classes
+    st.subheader("On your device")
+    st.caption(
+        "The same variants in this browser (LiteRT.js, WebAssembly), each as its browser twin: they answer as soon as a stroke "
+        "ends, with no trip to the server, which stays the reference above."
+    )
+    device.draw(converted, class_names)  # outside the fragment: a stroke does not send the twins again

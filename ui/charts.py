@@ -352,3 +352,97 @@ def keep_float_figure(found: dict) -> go.Figure:
         height=320, xaxis_title="file size (KB)", yaxis_title="accuracy", margin=dict(t=30, b=40), showlegend=False
     )
     return figure
+
+
+# -- this server against your device (core.litertjs) ----------------------------------------------
+
+SERVER, DEVICE, WEBGPU = "this server (LiteRT)", "your device (LiteRT.js, WebAssembly)", "your device (WebGPU)"
+
+
+def device_frame(rows: list) -> pd.DataFrame:
+    """core.litertjs.SideBySide rows as the table Compare shows."""
+    return pd.DataFrame(
+        [
+            {
+                "variant": row.name,
+                "server µs": row.server_us,
+                "device µs": row.device_us,
+                "WebGPU µs": row.webgpu_us,
+                "device ÷ server": row.device_over_server,
+                "agreement": row.refusal or (row.agreement.describe() if row.agreement else "–"),
+            }
+            for row in rows
+        ]
+    )
+
+
+def device_columns() -> dict:
+    import streamlit as st
+
+    number = st.column_config.NumberColumn
+    return {
+        "server µs": number(format="%.1f", help="p50 of single-image invokes on this server (LiteRT, the variant's own file)"),
+        "device µs": number(format="%.1f", help="p50 per run in this browser (LiteRT.js, WebAssembly, the browser twin)"),
+        "WebGPU µs": number(format="%.1f", help="p50 per run with LiteRT.js's WebGPU accelerator, where the browser has one"),
+        "device ÷ server": number(format="%.2f×"),
+        "agreement": st.column_config.TextColumn(
+            help="the browser's scores on test images against the server's LiteRT on the same twin"
+        ),
+    }
+
+
+def device_figure(rows: list) -> go.Figure:
+    """Per variant, this server's time beside the device's: horizontal, so it reads on a phone."""
+    records = []
+    for row in rows:
+        for where, value in ((SERVER, row.server_us), (DEVICE, row.device_us), (WEBGPU, row.webgpu_us)):
+            if value:
+                records.append({"variant": row.name, "where": where, "µs per image": value})
+    frame = pd.DataFrame(records)
+    figure = px.bar(
+        frame,
+        y="variant",
+        x="µs per image",
+        color="where",
+        barmode="group",
+        orientation="h",
+        log_x=True,
+        title="One image, this server against your device (µs, log scale)",
+        color_discrete_map={SERVER: "#607d8b", DEVICE: "#ff6f00", WEBGPU: "#8e24aa"},
+    )
+    figure.update_layout(
+        height=140 + 44 * len(rows),
+        legend={"orientation": "h", "y": -0.15, "title": None},
+        yaxis={"autorange": "reversed", "title": None},
+    )
+    return figure
+
+
+def class_board_figure(entries: list, server_ratio: float | None) -> go.Figure:
+    """int8 ÷ float32 on every device on the board: left of 1, int8 is faster there."""
+    frame = pd.DataFrame(
+        [
+            {
+                "device": entry.device_class,
+                "int8 ÷ float32": entry.int8_over_float32,
+                "browser": entry.browser,
+                "cores": entry.cores,
+            }
+            for entry in entries
+        ]
+    )
+    figure = px.strip(
+        frame,
+        x="int8 ÷ float32",
+        y="device",
+        color="device",
+        hover_data=["browser", "cores"],
+        log_x=True,
+        title=f"The class's devices: int8's time over float32's ({len(entries)} device{'s' if len(entries) != 1 else ''})",
+    )
+    figure.update_traces(marker={"size": 14, "opacity": 0.8})
+    figure.add_vline(x=1.0, line_dash="dot", annotation_text="as fast", annotation_position="top")
+    if server_ratio:
+        figure.add_vline(x=server_ratio, line_color="#607d8b", annotation_text="this server", annotation_position="bottom")
+    figure.update_layout(showlegend=False, height=320, yaxis_title=None)
+    return figure

@@ -198,3 +198,23 @@ def float_activations_of(float_digest: str, _float_tflite: bytes, dataset_key: s
     from core.quantization import float_activations
 
     return float_activations(_float_tflite, _images)
+
+
+@st.cache_resource(show_spinner=False)
+def class_board():
+    """The class's devices (core.class_board): one per server, in memory, shared by every session."""
+    from core.class_board import ClassBoard
+
+    return ClassBoard()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def twin_answers_of(digest: str, _converted_item, _images, dataset_key: str):
+    """core.litertjs.server_answers on one variant's browser twin (a brought file's in a bounded
+    child process), cached by the file's digest and the data's; None without a twin."""
+    from core.litertjs import server_answers
+
+    twin, _ = _converted_item.browser_twin
+    if twin is None:
+        return None
+    return measured(_converted_item.brought, server_answers, twin.tflite, _images, what="LiteRT on the browser twin")
