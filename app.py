@@ -1,11 +1,15 @@
 """TFLite Quantization Lab: the entry point (`streamlit run app.py`). Navigation only."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui import jobs
 from ui.layout import sidebar_status
 
-st.set_page_config(page_title="TFLite Quantization Lab", page_icon=":material/science:", layout="wide")
+# The tab icon is a file the app serves: a material icon here would be fetched from fonts.gstatic.com.
+ICON = Path(__file__).parent / "static" / "qlab" / "icon.png"
+st.set_page_config(page_title="TFLite Quantization Lab", page_icon=str(ICON), layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

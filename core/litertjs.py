@@ -449,8 +449,8 @@ class Agreement:
         size = (
             f"{self.steps:.0f} output step{'s' if round(self.steps) != 1 else ''}" if self.steps else f"{self.max_abs_diff:.2g}"
         )
-        return f"differs by up to {size}, {self.answers_differ} of {self.images} answers differ" + (
-            " (integer arithmetic: should be exact)" if self.integer else ""
+        return f"up to {size} apart, same answer on {self.images - self.answers_differ} of {self.images}" + (
+            " (integer arithmetic: expected exact)" if self.integer else ""
         )
 
 

@@ -99,9 +99,13 @@ def device_ui(converted: dict, measurements: dict, dataset) -> None:
     with st.container(key="device_table"):
         st.dataframe(charts.device_frame(rows), hide_index=True, width="stretch", column_config=charts.device_columns())
     st.plotly_chart(charts.device_figure(rows), key="chart_device")
-    broken = [row.name for row in rows if row.agreement is not None and not row.agreement.ok]
+    broken = [row for row in rows if row.agreement is not None and not row.agreement.ok]
     if broken:
-        st.warning(f"The browser answers differently from this server's LiteRT on the same twin: {', '.join(broken)}.")
+        st.warning(
+            "The same twin, two builds of LiteRT (this server's and the browser's), scores that are not bit for bit equal: "
+            + "; ".join(f"**{row.name}** {row.agreement.describe()}" for row in broken)
+            + "."
+        )
     class_board_ui(report, server_ratio)
 
 

@@ -21,6 +21,7 @@ function finite(values) {
 async function measure(data, root, setStateValue, alive) {
   if (seen.has(data.run_id)) {
     root.querySelector(".status").textContent = "Measured on this device.";
+    root.querySelector("progress").hidden = true;
     root.dataset.state = "done";
     return;
   }
@@ -63,6 +64,7 @@ async function measure(data, root, setStateValue, alive) {
     else report.rows[twin.name] = row;
   }
   bar.value = 1;
+  bar.hidden = true; // done: the figures below say so
   seen.add(data.run_id);
   status.textContent = `Measured ${data.twins.length} variants on this device (${report.device.wasm_build}).`;
   root.dataset.state = "done";
@@ -164,11 +166,11 @@ function draw(data, root, alive) {
       const results = [];
       for (const twin of compiled.twins) {
         if (!twin.compiled) { results.push({ twin, error: twin.error }); continue; }
-        const { scores, ms } = await compiled.runtime.answer(twin.compiled, field);
-        results.push({ twin, scores: softmax(scores), ms });
+        const { scores } = await compiled.runtime.answer(twin.compiled, field);
+        results.push({ twin, scores: softmax(scores) });
       }
       for (const result of results) if (result.twin.name === data.reference && result.scores) expected = result.scores.indexOf(Math.max(...result.scores));
-      for (const { twin, scores, ms, error } of results) {
+      for (const { twin, scores, error } of results) {
         if (error) { html.push(`<div class="card refused"><strong>${escapeHtml(twin.label)}</strong><div class="warn">${escapeHtml(error)}</div></div>`); continue; }
         const best = scores.indexOf(Math.max(...scores));
         answers[twin.name] = best;
@@ -177,7 +179,7 @@ function draw(data, root, alive) {
           `<div class="card${differs ? " disagrees" : ""}" data-variant="${escapeHtml(twin.name)}"><strong>${escapeHtml(twin.label)}</strong>` +
           `<div class="answer">${escapeHtml(data.class_names[best] ?? best)}</div>` +
           `<div class="value">${(scores[best] * 100).toFixed(1)}%</div>` +
-          `<div class="time">${(ms * 1000).toFixed(0)} µs on this device</div></div>`);
+          `<div class="time">timing…</div></div>`);
       }
       cards.innerHTML = html.join("");
       root.dataset.answers = JSON.stringify(answers);
@@ -193,6 +195,14 @@ function draw(data, root, alive) {
         status.textContent = `End of stroke → ${results.length} answers on screen: ${took.toFixed(0)} ms (median ${sorted[Math.floor(sorted.length / 2)].toFixed(0)} ms over ${history.length}), no server round trip.`;
       } else {
         status.textContent = "Your device's answers to the drawing (LiteRT.js, WebAssembly).";
+      }
+      // The answers are on screen: now each twin's time per run on this drawing (after, so that
+      // timing never delays an answer).
+      for (const { twin, error } of results) {
+        if (error || !alive()) continue;
+        const us = await compiled.runtime.perRunUs(twin.compiled, field);
+        const time = cards.querySelector(`.card[data-variant="${CSS.escape(twin.name)}"] .time`);
+        if (time) time.textContent = `${us < 10 ? us.toFixed(1) : us.toFixed(0)} µs per run on this device`;
       }
     } finally {
       busy = false;
