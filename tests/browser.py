@@ -7,6 +7,7 @@ browsers on these machines, so the system chromium is launched directly.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import socket
@@ -319,3 +320,39 @@ def use_uploaded_dataset(page, files: list) -> None:
     page.locator(".st-key-use_dataset button").click()
     page.get_by_text("your upload", exact=False).first.wait_for(timeout=60_000)
     wait_idle(page)
+
+
+# -- your device (issue 16): the LiteRT.js component on Compare and Draw -----------------------------
+
+DEVICE = ".qlab-device"  # the component's root, inside a shadow root: Playwright's locators pierce it
+
+
+def measured(page, timeout: float = 300_000) -> None:
+    """Wait until Compare's measuring component has finished (the component lives in a shadow root:
+    Playwright's locators pierce it, document.querySelector does not)."""
+    done = f"{DEVICE}[data-mode=measure][data-state=done], {DEVICE}[data-mode=measure][data-state=failed]"
+    page.locator(done).first.wait_for(state="attached", timeout=timeout)
+
+
+def grid_rows(page, key: str) -> list[dict[str, str]]:
+    """The rows of an st.dataframe, read from the grid's accessible table (what a screen reader reads)."""
+    grid = page.locator(f".st-key-{key} table[role=grid]").first
+    grid.wait_for(state="attached", timeout=60_000)
+    return grid.evaluate(
+        """table => {
+            const heads = [...table.querySelectorAll('thead th')].map(th => th.innerText.trim());
+            return [...table.querySelectorAll('tbody tr')].map(tr =>
+                Object.fromEntries([...tr.querySelectorAll('td')].map((td, i) => [heads[i + (heads.length - tr.children.length)] ?? i, td.innerText.trim()])));
+        }"""
+    )
+
+
+def device_answers(page, strokes_before: int) -> dict[str, int]:
+    """The device's answers once it has answered one more stroke than before (its data-strokes)."""
+    handle = page.locator(f"{DEVICE}[data-mode=draw]").element_handle(timeout=60_000)
+    page.wait_for_function("([root, n]) => Number(root.dataset.strokes || 0) > n", arg=[handle, strokes_before], timeout=60_000)
+    return json.loads(page.locator(f"{DEVICE}[data-mode=draw]").get_attribute("data-answers"))
+
+
+def strokes_seen(page) -> int:
+    return int(page.locator(f"{DEVICE}[data-mode=draw]").get_attribute("data-strokes") or 0)

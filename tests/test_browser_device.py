@@ -24,14 +24,19 @@ from core.images import canvas_png_to_grey, mnist_style
 from tests.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    DEVICE,
     SEVEN,
     answers_shown,
     canvas_box,
     convert_variants,
+    device_answers,
     draw_digit,
     go_to,
+    grid_rows,
+    measured,
     require_browser,
     serve_app,
+    strokes_seen,
     touch_stroke,
     train_model,
     wait_idle,
@@ -43,7 +48,6 @@ SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
 # The Quantize page's defaults plus a static LiteRT Quantizer recipe: float kernels, int8 with float
 # edges added, 16x8 with float edges, and a recipe with int8 edges of its own.
 EXTRA = ("static_wi8_ai8",)
-DEVICE = ".qlab-device"
 
 
 class Offline:
@@ -91,28 +95,8 @@ def lab(tmp_path_factory):
             browser.close()
 
 
-def measured(page, timeout: float = 300_000) -> None:
-    """Wait until Compare's measuring component has finished (the component lives in a shadow root:
-    Playwright's locators pierce it, document.querySelector does not)."""
-    done = f"{DEVICE}[data-mode=measure][data-state=done], {DEVICE}[data-mode=measure][data-state=failed]"
-    page.locator(done).first.wait_for(state="attached", timeout=timeout)
-
-
 def converted_names(page) -> list[str]:
     return [name for name in registry.VARIANTS if page.locator(f".st-key-download_{name}").count()]
-
-
-def grid_rows(page, key: str) -> list[dict[str, str]]:
-    """The rows of an st.dataframe, read from the grid's accessible table (what a screen reader reads)."""
-    grid = page.locator(f".st-key-{key} table[role=grid]").first
-    grid.wait_for(state="attached", timeout=60_000)
-    return grid.evaluate(
-        """table => {
-            const heads = [...table.querySelectorAll('thead th')].map(th => th.innerText.trim());
-            return [...table.querySelectorAll('tbody tr')].map(tr =>
-                Object.fromEntries([...tr.querySelectorAll('td')].map((td, i) => [heads[i + (heads.length - tr.children.length)] ?? i, td.innerText.trim()])));
-        }"""
-    )
 
 
 def test_1_compare_times_every_twin_on_this_device_from_the_apps_own_server(lab):
@@ -164,17 +148,6 @@ def test_2_the_class_board_takes_this_device_only_with_consent(lab):
     title = page.locator(".st-key-chart_board .gtitle").first.text_content()
     assert "1 device" in title, title
     page.locator(".st-key-chart_board").screenshot(path=str(SHOTS / "device-2-board.png"))
-
-
-def device_answers(page, strokes_before: int) -> dict[str, int]:
-    """The device's answers once it has answered one more stroke than before (its data-strokes)."""
-    handle = page.locator(f"{DEVICE}[data-mode=draw]").element_handle(timeout=60_000)
-    page.wait_for_function("([root, n]) => Number(root.dataset.strokes || 0) > n", arg=[handle, strokes_before], timeout=60_000)
-    return json.loads(page.locator(f"{DEVICE}[data-mode=draw]").get_attribute("data-answers"))
-
-
-def strokes_seen(page) -> int:
-    return int(page.locator(f"{DEVICE}[data-mode=draw]").get_attribute("data-strokes") or 0)
 
 
 def test_3_draw_answers_on_the_device_as_the_server_does(lab):

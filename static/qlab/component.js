@@ -27,6 +27,9 @@ async function measure(data, root, setStateValue, alive) {
   }
   const status = root.querySelector(".status"), bar = root.querySelector("progress");
   const report = { version: 1, run_id: data.run_id, rows: {} };
+  root.dataset.state = "running";
+  root.dataset.run = String(data.run_id);
+  bar.hidden = false;
   let runtime;
   try {
     status.textContent = "Loading LiteRT.js (WebAssembly, about 9 MB, from this app's server)…";
@@ -43,25 +46,44 @@ async function measure(data, root, setStateValue, alive) {
   }
   const images = imagesOf(data.images, data.image_count);
   const accelerators = report.device.webgpu ? ["wasm", "webgpu"] : ["wasm"];
-  const steps = data.twins.length * accelerators.length;
-  let step = 0;
+  // First every twin compiled, checked on the agreement images and calibrated; then the samples
+  // round-robin over all of them, so that the figures are side by side in time.
+  const timed = [], rows = {};
   for (const twin of data.twins) {
-    if (!alive()) return;
-    const row = { latency: {} };
+    rows[twin.name] = { latency: {} };
     for (const accelerator of accelerators) {
-      status.textContent = `Timing ${twin.label} with ${accelerator === "wasm" ? "WebAssembly" : "WebGPU"} (${step + 1} of ${steps})…`;
-      bar.value = step / steps;
+      if (!alive()) return;
+      status.textContent = `Loading ${twin.label} with ${accelerator === "wasm" ? "WebAssembly" : "WebGPU"}…`;
       try {
         const compiled = await runtime.compile(twin.digest, twin.b64, accelerator);
-        row.latency[accelerator] = await runtime.measure(compiled, images[0], data.samples);
-        if (accelerator === "wasm") row.outputs = (await runtime.outputs(compiled, images)).map(finite);
+        if (accelerator === "wasm") rows[twin.name].outputs = (await runtime.outputs(compiled, images)).map(finite);
+        const runs = await runtime.calibrate(compiled, images[0]);
+        timed.push({ twin, accelerator, compiled, runs, per_run_us: [] });
       } catch (error) {
-        row.latency[accelerator] = { error: runtime.oneLine(error) };
+        rows[twin.name].latency[accelerator] = { error: runtime.oneLine(error) };
       }
-      step += 1;
     }
-    if (row.latency.wasm.error) report.rows[twin.name] = { error: row.latency.wasm.error };
-    else report.rows[twin.name] = row;
+  }
+  for (let s = 0; s < data.samples; s++) {
+    if (!alive()) return;
+    status.textContent = `Timing ${timed.length} twins on this device, round ${s + 1} of ${data.samples}…`;
+    bar.value = s / data.samples;
+    for (const entry of timed) {
+      try {
+        entry.per_run_us.push(await runtime.sample(entry.compiled, images[0], entry.runs));
+      } catch (error) {
+        entry.error = runtime.oneLine(error);
+      }
+    }
+  }
+  for (const entry of timed) {
+    rows[entry.twin.name].latency[entry.accelerator] = entry.error
+      ? { error: entry.error }
+      : { per_run_us: entry.per_run_us, runs_per_sample: entry.runs };
+  }
+  for (const twin of data.twins) {
+    const row = rows[twin.name];
+    report.rows[twin.name] = row.latency.wasm.error ? { error: row.latency.wasm.error } : row;
   }
   bar.value = 1;
   bar.hidden = true; // done: the figures below say so

@@ -97,8 +97,10 @@ export async function perRunUs(compiled, image) {
   return (elapsed * 1000) / runs;
 }
 
-// Latency: warm-up, then `samples` batches of runs, each batch at least MIN_SAMPLE_MS long.
-export async function measure(compiled, image, samples, onSample = () => {}) {
+// Latency, in two steps so that a page can interleave its twins (on a busy machine a drift then
+// hits every twin alike): calibrate() warms a twin up and finds how many runs make a batch at
+// least MIN_SAMPLE_MS long; sample() times one such batch and gives the mean per run in µs.
+export async function calibrate(compiled, image) {
   for (let i = 0; i < 5; i++) await runOnce(compiled, image);
   let runs = 1, elapsed = 0;
   while (elapsed < MIN_SAMPLE_MS && runs < 4096) {
@@ -107,14 +109,13 @@ export async function measure(compiled, image, samples, onSample = () => {}) {
     for (let i = 0; i < runs; i++) await runOnce(compiled, image);
     elapsed = performance.now() - start;
   }
-  const perRunUs = [];
-  for (let s = 0; s < samples; s++) {
-    const start = performance.now();
-    for (let i = 0; i < runs; i++) await runOnce(compiled, image);
-    perRunUs.push(((performance.now() - start) * 1000) / runs);
-    onSample(s);
-  }
-  return { per_run_us: perRunUs, runs_per_sample: runs };
+  return runs;
+}
+
+export async function sample(compiled, image, runs) {
+  const start = performance.now();
+  for (let i = 0; i < runs; i++) await runOnce(compiled, image);
+  return ((performance.now() - start) * 1000) / runs;
 }
 
 // Every twin on the same images: its answers, for agreement with the server's LiteRT.
