@@ -106,7 +106,14 @@ def test_1_compare_times_every_twin_on_this_device_from_the_apps_own_server(lab)
     page.locator(f"{DEVICE}[data-mode=measure]").wait_for(state="attached", timeout=120_000)
     measured(page)
     assert page.locator(f"{DEVICE}[data-mode=measure]").get_attribute("data-state") == "done", page.locator(DEVICE).inner_text()
-    page.locator(".st-key-device_table").wait_for(timeout=120_000)
+    try:
+        page.locator(".st-key-device_table").wait_for(timeout=120_000)
+    except Exception as error:  # say what the page shows instead of the table
+        page.screenshot(path=str(SHOTS / "device-1-no-table.png"), full_page=True)
+        main = page.locator("[data-testid=stMain]").inner_text()
+        raise AssertionError(
+            "no device table; the page says: " + main[main.find("This server against your device") :][:1500]
+        ) from error
     wait_idle(page)
     page.locator(".st-key-device_table").scroll_into_view_if_needed()
     rows = {row["variant"]: row for row in grid_rows(page, "device_table")}

@@ -6,7 +6,10 @@
 const BASE = new URL("app/static/", document.baseURI);
 const device = () => import(new URL("qlab/device.js", BASE).href);
 const framing = () => import(new URL("qlab/framing.js", BASE).href);
-const seen = (globalThis.__qlabReported ??= new Set());
+// run_id -> the promise of its report: a remount (any rerun may remount the component) joins the
+// measurement already under way, and a report made once is sent again by every later mount, so a
+// message lost in a rerun cannot leave the page without its figures.
+const reports = (globalThis.__qlabReports ??= new Map());
 
 function imagesOf(base64, count) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
@@ -19,12 +22,25 @@ function finite(values) {
 }
 
 async function measure(data, root, setStateValue, alive) {
-  if (seen.has(data.run_id)) {
-    root.querySelector(".status").textContent = "Measured on this device.";
-    root.querySelector("progress").hidden = true;
-    root.dataset.state = "done";
-    return;
+  let report = null;
+  while (!report) {
+    if (!alive() || !root.isConnected) return;
+    if (!reports.has(data.run_id)) {
+      const pending = timeEveryTwin(data, root);
+      reports.set(data.run_id, pending);
+      pending.then((made) => { if (!made) reports.delete(data.run_id); });
+    }
+    report = await reports.get(data.run_id); // null: an earlier mount's element left the page
   }
+  if (!alive()) return;
+  root.querySelector("progress").hidden = true;
+  root.dataset.state = report.load_error ? "failed" : "done";
+  setStateValue("report", report);
+}
+
+// One measurement of every twin; null if the page left it (the component's element gone).
+async function timeEveryTwin(data, root) {
+  const alive = () => root.isConnected;
   const status = root.querySelector(".status"), bar = root.querySelector("progress");
   const report = { version: 1, run_id: data.run_id, rows: {} };
   root.dataset.state = "running";
@@ -38,11 +54,8 @@ async function measure(data, root, setStateValue, alive) {
     report.device = await runtime.facts();
   } catch (error) {
     report.load_error = String((error && error.message) || error).split("\n")[0].slice(0, 300);
-    seen.add(data.run_id);
-    setStateValue("report", report);
     status.textContent = "LiteRT.js cannot run in this browser: " + report.load_error;
-    root.dataset.state = "failed";
-    return;
+    return report;
   }
   const images = imagesOf(data.images, data.image_count);
   const accelerators = report.device.webgpu ? ["wasm", "webgpu"] : ["wasm"];
@@ -52,7 +65,7 @@ async function measure(data, root, setStateValue, alive) {
   for (const twin of data.twins) {
     rows[twin.name] = { latency: {} };
     for (const accelerator of accelerators) {
-      if (!alive()) return;
+      if (!alive()) return null;
       status.textContent = `Loading ${twin.label} with ${accelerator === "wasm" ? "WebAssembly" : "WebGPU"}…`;
       try {
         const compiled = await runtime.compile(twin.digest, twin.b64, accelerator);
@@ -65,7 +78,7 @@ async function measure(data, root, setStateValue, alive) {
     }
   }
   for (let s = 0; s < data.samples; s++) {
-    if (!alive()) return;
+    if (!alive()) return null;
     status.textContent = `Timing ${timed.length} twins on this device, round ${s + 1} of ${data.samples}…`;
     bar.value = s / data.samples;
     for (const entry of timed) {
@@ -86,11 +99,8 @@ async function measure(data, root, setStateValue, alive) {
     report.rows[twin.name] = row.latency.wasm.error ? { error: row.latency.wasm.error } : row;
   }
   bar.value = 1;
-  bar.hidden = true; // done: the figures below say so
-  seen.add(data.run_id);
   status.textContent = `Measured ${data.twins.length} variants on this device (${report.device.wasm_build}).`;
-  root.dataset.state = "done";
-  setStateValue("report", report);
+  return report;
 }
 
 // -- Draw ----------------------------------------------------------------------------------------
