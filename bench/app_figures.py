@@ -29,27 +29,17 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.browser import chromium, chromium_page, convert_variants, draw_stroke, go_to, serve_app, train_model, wait_idle  # noqa: E402
-
-WATCH = """() => {
-  window.__strokes = [];
-  document.addEventListener('pointerup', () => { window.__strokes.push({up: performance.now(), done: null}); }, true);
-  const seen = () => {
-    const cards = [...document.querySelectorAll('.st-key-predictions [data-variant]')];
-    if (cards.length < 3) return null;
-    const counts = cards.map(c => (c.innerText.match(/over (\\d+)/) || [])[1]);
-    return counts.every(x => x && x === counts[0]) ? Number(counts[0]) : null;
-  };
-  let last = seen();
-  new MutationObserver(() => {
-    const now = seen();
-    if (now !== null && now !== last) {
-      last = now;
-      const open = window.__strokes.filter(s => s.done === null);
-      if (open.length) open[open.length - 1].done = performance.now();
-    }
-  }).observe(document.body, {subtree: true, childList: true, characterData: true});
-}"""
+from tests.browser import (  # noqa: E402
+    STROKE_TO_SERVER_ANSWERS,
+    chromium,
+    chromium_page,
+    convert_variants,
+    draw_stroke,
+    go_to,
+    serve_app,
+    train_model,
+    wait_idle,
+)
 
 
 class MemoryWatch(threading.Thread):
@@ -140,7 +130,7 @@ def main() -> None:
             go_to(page, "Compare")
             page.locator(".st-key-chart_confusion").wait_for(timeout=300_000)
             go_to(page, "Draw")
-            page.evaluate(WATCH)
+            page.evaluate(STROKE_TO_SERVER_ANSWERS, 3)
             shapes = [[(0.3, 0.2), (0.7, 0.2), (0.5, 0.8)], [(0.5, 0.15), (0.5, 0.85)], [(0.3, 0.5), (0.7, 0.5)]]
             for index in range(args.strokes):
                 draw_stroke(page, shapes[index % len(shapes)])

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core import variants as registry  # noqa: E402
 from tests.browser import (  # noqa: E402
     DEVICE,
+    STROKE_TO_SERVER_ANSWERS,
     chromium_page,
     convert_variants,
     draw_stroke,
@@ -44,28 +45,6 @@ from tests.browser import (  # noqa: E402
 
 EXTRA = ("static_wi8_ai8",)  # a recipe with int8 I/O of its own: its twin gets float32 edges
 SHAPES = [[(0.3, 0.2), (0.7, 0.2), (0.5, 0.8)], [(0.5, 0.15), (0.5, 0.85)], [(0.3, 0.5), (0.7, 0.5)]]
-
-# Stroke → every server card on screen: the pointer-up, then the moment every server card shows the
-# same, new invoke count ("over N").
-WATCH_SERVER = """(cards) => {
-  window.__strokes = [];
-  document.addEventListener('pointerup', () => { window.__strokes.push({up: performance.now(), done: null}); }, true);
-  const seen = () => {
-    const shown = [...document.querySelectorAll('.st-key-predictions [data-variant]')];
-    if (shown.length < cards) return null;
-    const counts = shown.map(c => (c.innerText.match(/over (\\d+)/) || [])[1]);
-    return counts.every(x => x && x === counts[0]) ? Number(counts[0]) : null;
-  };
-  let last = seen();
-  new MutationObserver(() => {
-    const now = seen();
-    if (now !== null && now !== last) {
-      last = now;
-      const open = window.__strokes.filter(s => s.done === null);
-      if (open.length) open[open.length - 1].done = performance.now();
-    }
-  }).observe(document.body, {subtree: true, childList: true, characterData: true});
-}"""
 
 
 def spread(values: list[float]) -> str:
@@ -96,12 +75,7 @@ def main() -> None:
         page.goto(url)
         wait_idle(page)
         train_model(page)
-        go_to(page, "Quantize")
-        for name in EXTRA:
-            page.locator(f".st-key-pick_{name} label").click()
-            wait_idle(page)
-        convert_variants(page, untick=())
-        names = [name for name in registry.VARIANTS if page.locator(f".st-key-download_{name}").count()]
+        names = convert_variants(page, untick=(), tick=EXTRA)
 
         go_to(page, "Compare")
         measured(page)
@@ -120,7 +94,7 @@ def main() -> None:
         go_to(page, "Draw")
         page.locator(f"{DEVICE}[data-mode=draw][data-state=ready]").wait_for(state="attached", timeout=120_000)
         page.locator(".st-key-predictions").wait_for(timeout=60_000)
-        page.evaluate(WATCH_SERVER, len(names))
+        page.evaluate(STROKE_TO_SERVER_ANSWERS, len(names))
         device_ms, server_ms = [], []
         for index in range(args.strokes):
             before = strokes_seen(page)

@@ -234,15 +234,21 @@ def read_stats(path) -> dict:
         return {"counters": {}, "finished": []}
 
 
-def convert_variants(page, untick: tuple[str, ...] = ("float16", "int16x8"), timeout: float = 300_000) -> None:
-    """On the Quantize page: untick some of the default variants, convert, wait for the table."""
+def convert_variants(
+    page, untick: tuple[str, ...] = ("float16", "int16x8"), tick: tuple[str, ...] = (), timeout: float = 300_000
+) -> list[str]:
+    """On the Quantize page: untick some of the default variants, tick others, convert, wait for the
+    table; the variants converted, in the registry's order (those with a download button)."""
+    from core.variants import VARIANTS
+
     go_to(page, "Quantize")
-    for name in untick:
+    for name in (*untick, *tick):  # a click turns a box over, whichever way it stood
         page.locator(f".st-key-pick_{name} label").click()
         wait_idle(page)
     page.locator(".st-key-convert button").click()
     page.get_by_text("Converted", exact=True).first.wait_for(timeout=timeout)
     wait_idle(page)
+    return [name for name in VARIANTS if page.locator(f".st-key-download_{name}").count()]
 
 
 def touch_stroke(page, points: list[tuple[float, float]], box=None, steps: int = 4) -> None:
@@ -356,3 +362,26 @@ def device_answers(page, strokes_before: int) -> dict[str, int]:
 
 def strokes_seen(page) -> int:
     return int(page.locator(f"{DEVICE}[data-mode=draw]").get_attribute("data-strokes") or 0)
+
+
+# Stroke → every server answer on screen (the benchmarks): the pointer-up, then the moment all of
+# the page's `cards` server cards show the same, new invoke count ("over N").
+STROKE_TO_SERVER_ANSWERS = """(cards) => {
+  window.__strokes = [];
+  document.addEventListener('pointerup', () => { window.__strokes.push({up: performance.now(), done: null}); }, true);
+  const seen = () => {
+    const shown = [...document.querySelectorAll('.st-key-predictions [data-variant]')];
+    if (shown.length < cards) return null;
+    const counts = shown.map(c => (c.innerText.match(/over (\\d+)/) || [])[1]);
+    return counts.every(x => x && x === counts[0]) ? Number(counts[0]) : null;
+  };
+  let last = seen();
+  new MutationObserver(() => {
+    const now = seen();
+    if (now !== null && now !== last) {
+      last = now;
+      const open = window.__strokes.filter(s => s.done === null);
+      if (open.length) open[open.length - 1].done = performance.now();
+    }
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""

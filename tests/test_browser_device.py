@@ -84,19 +84,10 @@ def lab(tmp_path_factory):
             page.goto(url)
             wait_idle(page)
             train_model(page)
-            go_to(page, "Quantize")
-            for name in EXTRA:
-                page.locator(f".st-key-pick_{name} label").click()
-                wait_idle(page)
-            convert_variants(page, untick=())
-            names = converted_names(page)
+            names = convert_variants(page, untick=(), tick=EXTRA)
             yield {"url": url, "browser": browser, "page": page, "offline": desk, "names": names}
         finally:
             browser.close()
-
-
-def converted_names(page) -> list[str]:
-    return [name for name in registry.VARIANTS if page.locator(f".st-key-download_{name}").count()]
 
 
 def test_1_compare_times_every_twin_on_this_device_from_the_apps_own_server(lab):

@@ -44,7 +44,6 @@ async function timeEveryTwin(data, root) {
   const status = root.querySelector(".status"), bar = root.querySelector("progress");
   const report = { version: 1, run_id: data.run_id, rows: {} };
   root.dataset.state = "running";
-  root.dataset.run = String(data.run_id);
   bar.hidden = false;
   let runtime;
   try {
