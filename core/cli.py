@@ -143,7 +143,34 @@ def _parser() -> argparse.ArgumentParser:
     what_if.add_argument("--dataset", choices=DATASET_NAMES, default="digits")
     what_if.add_argument("--data-dir", help="a folder of IDX files or a keras-format .npz")
     what_if.add_argument("--ranges", default="min-max,mse", help="comma-separated, from: min-max, percentile, mse")
+    worker = commands.add_parser("worker", help="serve the job queue of one or more app servers (Celery on Redis)")
+    worker.add_argument(
+        "--queue",
+        default=os.environ.get("QLAB_QUEUE_URL", ""),
+        help="redis://[:password@]host:port/db or rediss://… (default: $QLAB_QUEUE_URL)",
+    )
+    worker.add_argument(
+        "--processes", type=int, default=1, help="jobs at once on this machine (one TensorFlow process each, ~0.8 GB)"
+    )
+    worker.add_argument("--name", default="qlab", help="a name for this worker in logs")
+    worker.add_argument("--max-jobs", type=int, default=25, help="jobs per process before it is replaced (its memory goes back)")
     return parser
+
+
+def _worker(args) -> int:
+    if not args.queue:
+        raise BadInput("give the queue: --queue redis://host:6379/0 (or set QLAB_QUEUE_URL)")
+    if args.processes < 1:
+        raise BadInput(f"--processes must be at least 1, got {args.processes}")
+    from redis.exceptions import RedisError
+
+    from core.queue_backend import run_worker, safe_url
+
+    try:
+        run_worker(args.queue, args.processes, args.name, args.max_jobs)
+    except RedisError as error:
+        raise BadInput(f"the queue at {safe_url(args.queue)} cannot be reached: {str(error).splitlines()[0]}") from None
+    return 0
 
 
 def _run(args) -> int:
@@ -383,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export_c(args)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "worker":
+            return _worker(args)
         return _run(args) if args.command == "run" else _inspect(args)
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)

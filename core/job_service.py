@@ -22,8 +22,10 @@ that submitted it, so it outlives script reruns and page switches.
 Pebble was chosen over loky because it can cancel a *running* task (it stops that worker and
 starts another) and has per-task timeouts; loky's reusable executor can neither.
 
-A deployment larger than one machine could keep this interface and put a distributed queue behind
-it (see the README).
+A deployment larger than one machine keeps this interface with Celery on Redis behind it:
+:func:`make_service` returns a :class:`core.queue_backend.QueueJobService` when a queue URL is set.
+The executor is four hooks (``_reports``, ``_capacity``, ``_start`` and the future it returns);
+everything else (the line, joins, the cache, owners, limits) is this class, for both.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class PoolSettings:
     keep_finished_s: float = 900.0  # finished job records are forgotten after this
     timeouts_s: dict = field(default_factory=lambda: {"train": 900.0, "convert": 900.0, "load": 120.0, "keep_float": 900.0})
     stats_path: str = ""  # when set, the counters and per-job times are written here as JSON
+    queue_url: str = ""  # redis://… or rediss://…: the jobs go to workers on a queue (core.queue_backend)
 
     @classmethod
     def from_env(cls, environ=os.environ, overrides: dict | None = None) -> PoolSettings:
@@ -80,6 +83,7 @@ class PoolSettings:
             ("idle_seconds", "QLAB_IDLE_SECONDS", float),
             ("owner_grace_s", "QLAB_OWNER_GRACE_S", float),
             ("stats_path", "QLAB_JOB_STATS", str),
+            ("queue_url", "QLAB_QUEUE_URL", str),
         ):
             if variable in environ:
                 values[name] = cast(environ[variable])
@@ -114,6 +118,7 @@ class JobStatus:
     owners: int = 0
     queued_s: float = 0.0
     run_s: float = 0.0
+    problem: str = ""  # the executor's trouble, e.g. "the job queue (…) is unreachable"
 
     @property
     def active(self) -> bool:
@@ -148,6 +153,8 @@ class _Job:
 
 
 class JobService:
+    problem = ""  # set by an executor that cannot be reached (core.queue_backend); shown with every status
+
     def __init__(self, settings: PoolSettings | None = None, owner_alive: Callable[[str], bool] | None = None):
         self.settings = settings or PoolSettings.from_env()
         self.owner_alive = owner_alive
@@ -231,6 +238,7 @@ class JobService:
                 len(job.owners),
                 ((job.started or job.ended or now) - job.submitted) if not job.from_cache else 0.0,
                 ((job.ended or now) - job.started) if job.started else 0.0,
+                self.problem if job.state in (QUEUED, RUNNING) else "",
             )
 
     def result(self, job_id: str):
@@ -332,13 +340,8 @@ class JobService:
     def _loop(self) -> None:
         last_check = 0.0
         while not self.closed:
-            reports: list = []
             try:
-                reports = [self.progress_queue.get(timeout=0.1)]
-                while len(reports) < 1000:  # drain what has come, then look at the pool
-                    reports.append(self.progress_queue.get_nowait())
-            except queue.Empty:
-                pass
+                reports = self._reports()
             except (EOFError, OSError):  # the queue closed under us at shutdown
                 return
             for job_id, report in reports:
@@ -353,6 +356,29 @@ class JobService:
                     self._close_when_idle()
             except Exception as error:  # the service thread must not die: log and go on
                 print(f"job service: {type(error).__name__}: {error}", flush=True)
+
+    # -- the executor: a local pebble pool here, Celery in core.queue_backend ------------------------
+
+    def _reports(self) -> list:
+        """Progress reports that have come, waiting up to 0.1 s for the first."""
+        reports: list = []
+        try:
+            reports = [self.progress_queue.get(timeout=0.1)]
+            while len(reports) < 1000:  # drain what has come, then look at the pool
+                reports.append(self.progress_queue.get_nowait())
+        except queue.Empty:
+            pass
+        return reports
+
+    def _capacity(self) -> int:
+        """How many jobs may run at once."""
+        return self.settings.workers
+
+    def _start(self, job: _Job):
+        """Hand a job to the executor; returns its future (``done()``, ``result()``, ``cancel()``)."""
+        return self._ensure_pool().schedule(
+            jobs.execute, args=(job.job_id, job.request), timeout=self.settings.timeouts_s.get(job.kind)
+        )
 
     def _progress(self, job_id: str, report: Progress) -> None:
         with self.lock:
@@ -384,14 +410,17 @@ class JobService:
     def _dispatch(self) -> None:
         with self.lock:
             running = sum(job.state == RUNNING for job in self.jobs.values())
-            while self.pending and running < self.settings.workers and not self.closed:
+            while self.pending and running < self._capacity() and not self.closed:
                 job = self.pending.popleft()
-                pool = self._ensure_pool()
+                try:
+                    job.future = self._start(job)
+                except Exception as error:  # refused before it ran (a file over a bound, the queue away)
+                    job.state, job.error, job.ended = FAILED, _one_line(job, error), time.monotonic()
+                    self.counters["failed"] += 1
+                    self._record(job)
+                    continue
                 job.state, job.started = RUNNING, time.monotonic()
                 job.last = Progress(job.kind, 0.0, "starting")
-                job.future = pool.schedule(
-                    jobs.execute, args=(job.job_id, job.request), timeout=self.settings.timeouts_s.get(job.kind)
-                )
                 self.counters["computed"] += 1
                 self.counters[f"computed_{job.kind}"] = self.counters.get(f"computed_{job.kind}", 0) + 1
                 running += 1
@@ -418,6 +447,8 @@ class JobService:
             result, error = None, f"{job.request.describe()} took longer than its limit of {limit:.0f} s and was stopped"
             with self.lock:
                 self.counters["workers_replaced"] += 1
+        except JobError as failure:  # the executor's own one line (the queue backend's)
+            result, error = None, str(failure)
         except ProcessExpired as expired:
             result, error = None, _expired_message(job, expired.exitcode)
             with self.lock:
@@ -518,6 +549,16 @@ class JobService:
         with open(partial, "w") as handle:
             json.dump(data, handle)
         os.replace(partial, self.settings.stats_path)
+
+
+def make_service(settings: PoolSettings | None = None, owner_alive: Callable[[str], bool] | None = None) -> JobService:
+    """The local pool, or the queue backend when ``settings.queue_url`` is set."""
+    settings = settings or PoolSettings.from_env()
+    if settings.queue_url:
+        from core.queue_backend import QueueJobService
+
+        return QueueJobService(settings, owner_alive)
+    return JobService(settings, owner_alive)
 
 
 def _one_line(job: _Job, error: BaseException) -> str:

@@ -47,7 +47,7 @@ class JobTicket:
 
 
 def _secrets_overrides() -> dict:
-    """``[jobs]`` in .streamlit/secrets.toml may set ``workers`` (Community Cloud's settings page);
+    """``[jobs]`` in .streamlit/secrets.toml may set ``workers`` or ``queue_url`` (Community Cloud's settings page);
     an environment variable (QLAB_WORKERS, …) wins over it."""
     global settings_problem
     try:
@@ -59,7 +59,7 @@ def _secrets_overrides() -> dict:
             )
             print(f"job service: {settings_problem}", flush=True)
         return {}
-    return {key: section[key] for key in ("workers", "max_jobs_per_worker", "idle_seconds") if key in section}
+    return {key: section[key] for key in ("workers", "max_jobs_per_worker", "idle_seconds", "queue_url") if key in section}
 
 
 settings_problem = ""  # a malformed secrets.toml, said in the sidebar of every page (for the person who deployed)
@@ -73,10 +73,10 @@ def _session_alive(session_id: str) -> bool:
 
 @st.cache_resource(show_spinner=False)
 def service() -> JobService:
-    """One job service (one pool) for every session of this server."""
-    from core.job_service import JobService, PoolSettings
+    """One job service (one pool, or one queue's workers) for every session of this server."""
+    from core.job_service import PoolSettings, make_service
 
-    return JobService(PoolSettings.from_env(overrides=_secrets_overrides()), owner_alive=_session_alive)
+    return make_service(PoolSettings.from_env(overrides=_secrets_overrides()), owner_alive=_session_alive)
 
 
 def owner() -> str:
@@ -210,10 +210,11 @@ def ordinal(number: int) -> str:
 
 
 def describe(found: JobStatus) -> str:
+    trouble = f" ({found.problem})" if found.problem else ""
     if found.state == "queued":
-        return f"waiting for a free worker: {ordinal(found.position)} in line"
+        return f"waiting for a free worker: {ordinal(found.position)} in line{trouble}"
     shared = f" (shared with {found.owners - 1} other session{'s' if found.owners > 2 else ''})" if found.owners > 1 else ""
-    return f"{found.message or 'starting'}{shared}"
+    return f"{found.message or 'starting'}{shared}{trouble}"
 
 
 def job_panel(kind: str, chart: Callable[[list[dict]], object] | None = None) -> None:
