@@ -203,15 +203,20 @@ class _RedisProgress:
         self.last = now
         text = records.encode(report, {})
         record = json.dumps({"worker": self.worker_name, "pid": os.getpid(), "report": text})
+        from redis.exceptions import RedisError
+
         pipe = self.client.pipeline()
         pipe.set(PREFIX + "progress:" + job_id, record, ex=LIMITS.result_ttl_s)
         if epoch_end:
             pipe.rpush(PREFIX + "epochs:" + job_id, text)
             pipe.expire(PREFIX + "epochs:" + job_id, LIMITS.result_ttl_s)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except RedisError:  # the queue is away for a moment: the job goes on, its progress is sent when it is back
+            self.last = 0.0
 
 
-def _task(task, job_id: str, payload: str) -> dict:
+def _task(task, job_id: str, payload: str, max_result_bytes: int = LIMITS.max_result_bytes) -> dict:
     """Celery's task: run one job in this worker process; the answer is a small JSON dict."""
     if "client" not in _worker:
         _worker["client"] = redis_client(task.app.conf.broker_url)
@@ -233,11 +238,10 @@ def _task(task, job_id: str, payload: str) -> dict:
         lines = str(error).strip().splitlines()
         return {"error": lines[0] if lines else type(error).__name__}
     size = len(text) + sum(len(data) for data in blobs.values())
-    if size > LIMITS.max_result_bytes:
+    if size > max_result_bytes:
         return {
             "error": f"its result is {size / MB:.1f} MB, over the queue's bound of "
-            f"{LIMITS.max_result_bytes / MB:.0f} MB for one result, and was not stored",
-            "whole": True,
+            f"{max_result_bytes / MB:.1f} MB for one result, and was not stored",
         }
     store_blobs(client, blobs, LIMITS.result_ttl_s)
     client.set(PREFIX + "result:" + job_id, text, ex=LIMITS.result_ttl_s)
@@ -324,8 +328,9 @@ class _QueuedJob:
 class QueueJobService(JobService):
     """The job service with Celery on Redis as its executor (see the module's doc)."""
 
-    def __init__(self, settings: PoolSettings, owner_alive=None):
+    def __init__(self, settings: PoolSettings, owner_alive=None, limits: QueueLimits = LIMITS):
         self.url = check_url(settings.queue_url)
+        self.limits = limits
         self.client = redis_client(self.url)
         self.app = celery_app(self.url)
         self.unreachable = f"the job queue ({safe_url(self.url)}) is unreachable; jobs resume when it is back"
@@ -349,7 +354,7 @@ class QueueJobService(JobService):
         request = to_queue(job.request, self.client, owners[0] if owners else "")
         blobs: dict[str, bytes] = {}
         payload = records.encode(request, blobs)
-        store_blobs(self.client, blobs, LIMITS.blob_ttl_s, owners)
+        store_blobs(self.client, blobs, self.limits.blob_ttl_s, owners)
         with self.lock:
             for owner in owners:
                 self.owner_blobs.setdefault(owner, set()).update(blobs)
@@ -357,7 +362,14 @@ class QueueJobService(JobService):
                     self.owner_blobs[owner].add(request.dataset.path.removeprefix(BLOB_PATH))
         limit = self.settings.timeouts_s.get(job.kind)
         self.client.set(PREFIX + "job:" + task_id, json.dumps({"kind": job.kind}), ex=int((limit or 3600) + 600))
-        self.app.send_task("qlab.run", args=(task_id, payload), task_id=task_id, time_limit=limit, queue=QUEUE)
+        self.app.send_task(
+            "qlab.run",
+            args=(task_id, payload),
+            kwargs={"max_result_bytes": self.limits.max_result_bytes},
+            task_id=task_id,
+            time_limit=limit,
+            queue=QUEUE,
+        )
         return _QueuedJob(self, task_id)
 
     def _cancel_task(self, task_id: str) -> None:
@@ -417,12 +429,12 @@ class QueueJobService(JobService):
                 self._ended(job, handle, json.loads(meta))
             elif not progress and not known:
                 handle.no_trace_since = handle.no_trace_since or now
-                if now - handle.no_trace_since > LIMITS.lost_grace_s:
+                if now - handle.no_trace_since > self.limits.lost_grace_s:
                     handle.finished = True
                     handle.error = f"{job.request.describe()} was lost when the job queue restarted; please start it again"
             if not handle.finished and handle.worker and handle.worker not in alive and (meta is None or _running(meta)):
                 handle.no_trace_since = handle.no_trace_since or now
-                if now - handle.no_trace_since > LIMITS.lost_grace_s:
+                if now - handle.no_trace_since > self.limits.lost_grace_s:
                     self._cancel_task(handle.task_id)  # a redelivery must not run it again
                     handle.finished = True
                     handle.error = (

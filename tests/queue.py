@@ -1,0 +1,174 @@
+"""A real queue for the tests and benchmarks: Debian's redis-server on a free loopback port (with a
+password), and ``python -m core worker`` processes, each in its own temporary directory, that
+share nothing with the server but Redis.
+
+``QLAB_TEST_QUEUE=1`` makes :func:`tests.browser.serve_app` start the app on this queue, so the
+browser tests run unchanged against the queue backend (CI runs them on both backends).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    from tests.browser import free_port as port
+
+    return port()
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1, no persistence (a restart loses what it held, as a crash would)."""
+
+    def __init__(self):
+        self.port, self.password = free_port(), secrets.token_hex(12)
+        self.folder = tempfile.mkdtemp(prefix="qlab-redis-")
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        if not os.path.exists(REDIS):
+            raise RuntimeError("redis-server is missing: apt-get install -y redis-server (.ci/run does this)")
+        self.process = subprocess.Popen(
+            [
+                REDIS,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--requirepass",
+                self.password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=self.folder,
+            stdout=open(os.path.join(self.folder, "redis.log"), "ab"),
+            stderr=subprocess.STDOUT,
+        )
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"redis-server did not start: {Path(self.folder, 'redis.log').read_text()[-1000:]}"
+                    ) from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # as a crash: nothing is saved
+            self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Worker:
+    """``python -m core worker --queue URL`` in its own temporary directory (HOME, TMPDIR, KERAS_HOME)."""
+
+    def __init__(self, url: str, name: str, processes: int = 1):
+        self.name = name
+        self.folder = tempfile.mkdtemp(prefix=f"qlab-{name}-")
+        env = {
+            **os.environ,
+            "HOME": self.folder,
+            "TMPDIR": self.folder,
+            "KERAS_HOME": os.path.join(self.folder, "keras"),
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("QLAB_QUEUE_URL", None)
+        self.log_path = os.path.join(self.folder, "worker.log")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "core", "worker", "--queue", url, "--name", name, "--processes", str(processes)],
+            cwd=self.folder,
+            env=env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return Path(self.log_path).read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def wait_for_workers(url: str, count: int, timeout: float = 180.0) -> None:
+    """Until ``count`` workers beat on the queue and each has its TensorFlow process ready."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    while len(list(client.scan_iter(match="qlab:worker:*"))) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} workers did not start within {timeout:.0f} s")
+        time.sleep(0.2)
+    client.close()
+
+
+@contextmanager
+def queue(workers: int = 2, processes: int = 1):
+    """A Redis server and ``workers`` worker commands; yields (redis, [workers])."""
+    server = RedisServer()
+    started: list[Worker] = []
+    try:
+        started = [Worker(server.url, f"w{index + 1}", processes) for index in range(workers)]
+        wait_for_workers(server.url, workers)
+        yield server, started
+    finally:
+        for worker in started:
+            worker.stop()
+        server.close()
+
+
+_shared: dict = {}
+
+
+def shared_queue_url() -> str:
+    """One queue for a whole test session (the browser tests under QLAB_TEST_QUEUE=1), closed at exit."""
+    if "url" not in _shared:
+        context = queue()
+        server, _ = context.__enter__()
+        _shared["url"] = server.url
+        atexit.register(context.__exit__, None, None, None)
+    return _shared["url"]
