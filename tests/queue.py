@@ -172,3 +172,18 @@ def shared_queue_url() -> str:
         _shared["url"] = server.url
         atexit.register(context.__exit__, None, None, None)
     return _shared["url"]
+
+
+def assert_served(*kinds: str) -> None:
+    """Under QLAB_TEST_QUEUE=1: the queue's workers ran jobs of these kinds (the app did use the
+    queue, not a pool of its own). Without it, nothing to check."""
+    if os.environ.get("QLAB_TEST_QUEUE") != "1":
+        return
+    import redis
+
+    client = redis.Redis.from_url(shared_queue_url())
+    for kind in kinds:
+        served = [key for key in client.scan_iter(match=f"celery-task-meta-{kind}-*")]
+        assert served, f"no {kind} job went through the queue"
+        assert any(b'"SUCCESS"' in (client.get(key) or b"") for key in served), f"no {kind} job succeeded on the queue"
+    client.close()

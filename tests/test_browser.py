@@ -30,6 +30,7 @@ from tests.browser import (
     wait_idle,
 )
 from tests.drawn_digits import PLACES, WAYS, placed
+from tests.queue import assert_served
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
@@ -72,6 +73,7 @@ def test_3_quantize_converts_float32_dynamic_and_int8(app_page):
     for name in ("float32", "dynamic", "int8"):
         assert page.locator(f".st-key-download_{name}").is_visible()
     assert page.locator(".st-key-download_float16").count() == 0
+    assert_served("train", "convert")
 
 
 def test_4_compare_shows_the_charts(app_page):

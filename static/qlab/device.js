@@ -112,10 +112,17 @@ export async function calibrate(compiled, image) {
   return runs;
 }
 
+// A batch is never shorter than MIN_SAMPLE_MS: a calibration slowed by a busy moment can leave
+// `runs` too few to rise above the clamp (it measured 0 µs once, on a loaded 2-core machine).
 export async function sample(compiled, image, runs) {
   const start = performance.now();
-  for (let i = 0; i < runs; i++) await runOnce(compiled, image);
-  return ((performance.now() - start) * 1000) / runs;
+  let done = 0, elapsed = 0;
+  while (done < runs || elapsed < MIN_SAMPLE_MS) {
+    await runOnce(compiled, image);
+    done += 1;
+    elapsed = performance.now() - start;
+  }
+  return (elapsed * 1000) / done;
 }
 
 // Every twin on the same images: its answers, for agreement with the server's LiteRT.
