@@ -2,6 +2,8 @@
 
     python bench/classroom.py --sessions 6              # all four scenarios below
     python bench/classroom.py --sessions 6 --only distinct,defaults
+    python bench/classroom.py --queue auto --workers 2 --only distinct,overhead
+    python bench/classroom.py --queue redis://:pw@host:6379/0 --workers 2   # N worker commands here, on that Redis
 
 Scenarios (each on a fresh server with the default pool settings unless --workers is given):
 
@@ -14,6 +16,13 @@ Scenarios (each on a fresh server with the default pool settings unless --worker
 * ``clicks``: one session clicks Train 8 times in 4 s: jobs computed, and the peak RSS.
 * ``warm``: one session trains once (the worker imports TensorFlow), then trains again with other
   seeds: click -> trained model minus the training's own fit time, on the warm worker.
+* ``overhead`` (with ``--queue``): ``warm`` on the local pool and then on the queue, in one run:
+  the per-job overhead of the queue against the local pool.
+
+With ``--queue`` (a Redis URL, or ``auto`` for a private redis-server on a free loopback port) the
+server sends its jobs to the queue, and ``--workers`` N worker commands (``python -m core worker``)
+run here, each in its own folder; the memory printed is then the server's alone (it holds no
+TensorFlow), and ``distinct`` also prints the throughput per worker.
 
 Targets (issue 7): peak ≤ 2.0 GB with 6 sessions; one training and one conversion for a class on
 the defaults; ≤ 1 job and ≤ 1.5 GB peak for 8 clicks; warm overhead ≤ 1.5 s median.
@@ -28,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,11 +65,13 @@ def percentile(values: list[float], share: float) -> float:
 class Server:
     """A fresh server with its job-stats file and a memory watch over it and its workers."""
 
-    def __init__(self, workers: int | None):
+    def __init__(self, workers: int | None, queue_url: str = ""):
         self.folder = tempfile.mkdtemp(prefix="qlab-classroom-")
         self.stats = Path(self.folder) / "jobs.json"
         env = {"QLAB_JOB_STATS": str(self.stats)}
-        if workers:
+        if queue_url:
+            env["QLAB_QUEUE_URL"] = queue_url
+        elif workers:
             env["QLAB_WORKERS"] = str(workers)
         self.context = serve_app(keras_home=str(Path(self.folder) / "keras"), env=env)
 
@@ -123,9 +135,47 @@ def run_class(server: Server, sessions: int, distinct: bool) -> tuple[list, list
     return results, errors
 
 
-def scenario_distinct(sessions: int, workers: int | None) -> None:
-    with Server(workers) as server:
+@contextmanager
+def workers_on(url: str, count: int):
+    """``count`` worker commands on ``url`` (``auto``: a private redis-server too); yields the URL."""
+    from tests import queue
+
+    if url == "auto":
+        with queue.queue(workers=count) as (redis_server, started):
+            with watching(started):
+                yield redis_server.url
+        return
+    started = [queue.Worker(url, f"bench{index + 1}") for index in range(count)]
+    try:
+        queue.wait_for_workers(url, count)
+        with watching(started):
+            yield url
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+@contextmanager
+def watching(workers: list):
+    """The peak RSS of each worker command (its Celery main process and its TensorFlow process)."""
+    watches = [MemoryWatch(worker.process.pid) for worker in workers]
+    for watch in watches:
+        watch.start()
+    try:
+        yield
+    finally:
+        for watch in watches:
+            watch.running = False
+            watch.join()
+        peaks = ", ".join(f"{watch.peak_total / MB:,.0f} MB" for watch in watches)
+        print(f"\npeak RSS of each worker command (Celery's main process + its TensorFlow process): {peaks}")
+
+
+def scenario_distinct(sessions: int, workers: int | None, queue_url: str = "") -> None:
+    with Server(workers, queue_url) as server:
+        began = time.perf_counter()
         results, errors = run_class(server, sessions, distinct=True)
+        wall = time.perf_counter() - began
         time.sleep(1.0)
     times = [r["trained_s"] for r in results]
     finished = server.finished()
@@ -134,11 +184,24 @@ def scenario_distinct(sessions: int, workers: int | None) -> None:
     }
     own = sorted(int(re.search(r"(\d+) epochs", r["label"]).group(1)) for r in results if re.search(r"(\d+) epochs", r["label"]))
     print(f"\n== {sessions} sessions, each its own training (epochs 2..{sessions + 1}), conversion and drawing")
-    print(f"pool: {server.counters().get('workers')} worker(s); counters {server.counters()}")
-    print(
-        f"peak RSS, server + all workers: {server.watch.peak_total / MB:,.0f} MB (target ≤ 2,000 MB); "
-        f"server alone peak {server.watch.peak_server / MB:,.0f} MB"
-    )
+    where = f"queue {server.counters().get('queue')}" if queue_url else "pool"
+    print(f"{where}: {workers or server.counters().get('workers')} worker(s); counters {server.counters()}")
+    if queue_url:
+        print(
+            f"peak RSS of the server alone: {server.watch.peak_server / MB:,.0f} MB "
+            f"(TensorFlow in the server: {'yes' if server.watch.tensorflow_mapped else 'no'}; the workers are not its children)"
+        )
+        computed = [j for j in finished if not j["from_cache"] and j["state"] == "done"]
+        busy = sum(j["run_s"] for j in computed)
+        print(
+            f"throughput: {len(computed)} jobs in {wall:.0f} s of class = {len(computed) / wall * 60 / (workers or 1):.1f} jobs "
+            f"per minute per worker; the workers were busy {busy / (wall * (workers or 1)):.0%} of the time"
+        )
+    else:
+        print(
+            f"peak RSS, server + all workers: {server.watch.peak_total / MB:,.0f} MB (target ≤ 2,000 MB); "
+            f"server alone peak {server.watch.peak_server / MB:,.0f} MB"
+        )
     if times:
         print(
             f"click -> trained model: median {statistics.median(times):.1f} s, p95 {percentile(times, 0.95):.1f} s, "
@@ -200,9 +263,9 @@ def scenario_clicks(clicks: int, workers: int | None) -> None:
     print(f"peak RSS, server + all workers: {server.watch.peak_total / MB:,.0f} MB (target ≤ 1,500 MB)")
 
 
-def scenario_warm(repeats: int, workers: int | None) -> None:
+def scenario_warm(repeats: int, workers: int | None, queue_url: str = "") -> tuple[list[float], float]:
     overheads = []
-    with Server(workers) as server, chromium() as new_page:
+    with Server(workers, queue_url) as server, chromium() as new_page:
         page = new_page()
         page.goto(server.url)
         wait_idle(page)
@@ -221,10 +284,25 @@ def scenario_warm(repeats: int, workers: int | None) -> None:
             else:
                 cold = total - fit
             wait_idle(page)
-    print(f"\n== click -> trained model minus the training's own fit time, one session, {repeats} trainings on a warm worker")
+    where = "the queue" if queue_url else "the local pool"
+    print(
+        f"\n== click -> trained model minus the training's own fit time, one session, {repeats} trainings on a warm worker of {where}"
+    )
     print(
         f"median {statistics.median(overheads):.2f} s, max {max(overheads):.2f} s (target median ≤ 1.5 s); "
         f"the first, cold worker: {cold:.1f} s (TensorFlow's import and the data)"
+    )
+    return overheads, cold
+
+
+def scenario_overhead(repeats: int, queue_url: str) -> None:
+    """The same warm trainings on the local pool, then on the queue: the queue's cost per job."""
+    local, _ = scenario_warm(repeats, 1)
+    queued, _ = scenario_warm(repeats, 1, queue_url)
+    print(
+        f"\n== per-job overhead of the queue against the local pool (warm, minus the fit): local median "
+        f"{statistics.median(local):.2f} s, queue median {statistics.median(queued):.2f} s: the queue adds "
+        f"{statistics.median(queued) - statistics.median(local):+.2f} s per job"
     )
 
 
@@ -233,10 +311,22 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=6)
     parser.add_argument("--clicks", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5, help="warm trainings in the warm scenario")
-    parser.add_argument("--workers", type=int, default=None, help="pool size (default: the app's own default)")
-    parser.add_argument("--only", default="distinct,defaults,clicks,warm")
+    parser.add_argument("--workers", type=int, default=None, help="pool size, or worker commands with --queue (default 1 there)")
+    parser.add_argument("--queue", default="", help="a redis:// URL, or auto (a private redis-server): the queue backend")
+    parser.add_argument("--only", default="")
     args = parser.parse_args()
-    chosen = args.only.split(",")
+    if args.queue:
+        chosen = (args.only or "distinct,overhead").split(",")
+        count = args.workers or 1
+        with workers_on(args.queue, count) as url:
+            if "distinct" in chosen:
+                scenario_distinct(args.sessions, count, url)
+            if "overhead" in chosen:
+                scenario_overhead(args.repeats, url)
+            if "defaults" in chosen:
+                print("(defaults, clicks: run them without --queue; the line, joins and cache are the same code)")
+        return
+    chosen = (args.only or "distinct,defaults,clicks,warm").split(",")
     if "distinct" in chosen:
         scenario_distinct(args.sessions, args.workers)
     if "defaults" in chosen:
