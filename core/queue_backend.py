@@ -30,6 +30,8 @@ heartbeat. Celery's own keys: the ``qlab`` list (the line) and ``celery-task-met
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -49,6 +51,36 @@ from core.progress import Progress
 QUEUE = "qlab"
 PREFIX = "qlab:"
 MB = 1024 * 1024
+
+
+def _secret() -> bytes:
+    return os.environ.get("QLAB_QUEUE_SECRET", "").encode()
+
+
+def sign(text: str) -> str:
+    """A record as it goes into Redis: with an HMAC of it under QLAB_QUEUE_SECRET, a secret the
+    server and the workers share and Redis never sees (``v0`` and no MAC when none is set)."""
+    key = _secret()
+    if not key:
+        return "v0::" + text
+    return "v1:" + hmac.new(key, text.encode(), hashlib.sha256).hexdigest() + ":" + text
+
+
+def verify(signed: str | bytes, what: str) -> str:
+    """The record, if it was signed with our secret; RecordError (one line) if not."""
+    if isinstance(signed, bytes):
+        signed = signed.decode("utf-8", errors="replace")
+    version, _, rest = signed.partition(":")
+    mac, _, text = rest.partition(":")
+    key = _secret()
+    if version not in ("v0", "v1"):
+        raise records.RecordError(f"{what} is not a record of this lab's queue")
+    if key:
+        if version != "v1":
+            raise records.RecordError(f"{what} is not signed (the other side has no QLAB_QUEUE_SECRET)")
+        if not hmac.compare_digest(mac, hmac.new(key, text.encode(), hashlib.sha256).hexdigest()):
+            raise records.RecordError(f"{what} is not signed with this class's QLAB_QUEUE_SECRET: refused")
+    return text
 
 
 @dataclass(frozen=True)
@@ -202,7 +234,7 @@ class _RedisProgress:
             return  # at most five a second; every epoch's end is sent
         self.last = now
         text = records.encode(report, {})
-        record = json.dumps({"worker": self.worker_name, "pid": os.getpid(), "report": text})
+        record = sign(json.dumps({"worker": self.worker_name, "pid": os.getpid(), "report": text}))
         from redis.exceptions import RedisError
 
         pipe = self.client.pipeline()
@@ -227,7 +259,7 @@ def _task(task, job_id: str, payload: str, max_result_bytes: int = LIMITS.max_re
         return {"error": "cancelled"}
     jobs._progress_queue.put((job_id, Progress("start", 0.0, "starting", {"epoch_end": False})))
     try:
-        request = records.decode(payload, lambda digest: fetch_blob(client, digest))
+        request = records.decode(verify(payload, "the job"), lambda digest: fetch_blob(client, digest))
         if not hasattr(request, "kind") or not hasattr(request, "run"):
             raise records.RecordError("not a job request")
         request = from_queue(request, client, _worker["folder"])
@@ -244,7 +276,7 @@ def _task(task, job_id: str, payload: str, max_result_bytes: int = LIMITS.max_re
             f"{max_result_bytes / MB:.1f} MB for one result, and was not stored",
         }
     store_blobs(client, blobs, LIMITS.result_ttl_s)
-    client.set(PREFIX + "result:" + job_id, text, ex=LIMITS.result_ttl_s)
+    client.set(PREFIX + "result:" + job_id, sign(text), ex=LIMITS.result_ttl_s)
     return {"result": job_id, "bytes": size}
 
 
@@ -364,7 +396,7 @@ class QueueJobService(JobService):
         self.client.set(PREFIX + "job:" + task_id, json.dumps({"kind": job.kind}), ex=int((limit or 3600) + 600))
         self.app.send_task(
             "qlab.run",
-            args=(task_id, payload),
+            args=(task_id, sign(payload)),
             kwargs={"max_result_bytes": self.limits.max_result_bytes},
             task_id=task_id,
             time_limit=limit,
@@ -417,16 +449,20 @@ class QueueJobService(JobService):
         now = time.monotonic()
         for index, job in enumerate(running):
             meta, progress, epochs, known = answers[4 * index : 4 * index + 4]
+            meta = json.loads(meta) if meta else None
             handle = job.future
             if progress:
-                record = json.loads(progress)
+                try:
+                    record = json.loads(verify(progress, "a progress report"))
+                except records.RecordError:
+                    record = {"report": records.encode(Progress(job.kind, 0.0, "running"), {})}
                 handle.worker, handle.pid = record.get("worker", ""), int(record.get("pid", 0))
                 report = records.decode(record["report"], lambda _: None)
                 with self.lock:
                     job.last = report
                     job.epochs = [_epoch(records.decode(text, lambda _: None)) for text in epochs]
             if meta:
-                self._ended(job, handle, json.loads(meta))
+                self._ended(job, handle, meta)
             elif not progress and not known:
                 handle.no_trace_since = handle.no_trace_since or now
                 if now - handle.no_trace_since > self.limits.lost_grace_s:
@@ -454,7 +490,7 @@ class QueueJobService(JobService):
                 handle.error = f"{what}: its result expired from the queue before the server fetched it"
                 return
             try:
-                handle.outcome = records.decode(text, lambda digest: fetch_blob(self.client, digest))
+                handle.outcome = records.decode(verify(text, "its result"), lambda digest: fetch_blob(self.client, digest))
             except records.RecordError as error:
                 handle.error = f"{what}: its result could not be read ({error})"
             self.client.delete(PREFIX + "result:" + handle.task_id)

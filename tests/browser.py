@@ -45,7 +45,7 @@ def serve_app(keras_home: str | None = None, timeout: float = 60, env: dict | No
     """`streamlit run app.py` on a free loopback port; yields (url, process). ``env`` adds variables
     (e.g. QLAB_JOB_STATS, where the job service writes its counters); ``script`` runs another app
     (bench/app_figures.py's bare one-line app). Under QLAB_TEST_QUEUE=1 the app's jobs go to a real
-    Redis queue and two worker commands (tests/queue.py)."""
+    Redis queue and two worker commands (tests/redis_queue.py)."""
     port = free_port()
     env = {
         **os.environ,
@@ -53,8 +53,8 @@ def serve_app(keras_home: str | None = None, timeout: float = 60, env: dict | No
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    if os.environ.get("QLAB_TEST_QUEUE") == "1" and "QLAB_QUEUE_URL" not in env:  # the queue backend (tests/queue.py)
-        from tests.queue import shared_queue_url
+    if os.environ.get("QLAB_TEST_QUEUE") == "1" and "QLAB_QUEUE_URL" not in env:  # the queue backend (tests/redis_queue.py)
+        from tests.redis_queue import shared_queue_url
 
         env["QLAB_QUEUE_URL"] = shared_queue_url()
     log = tempfile.NamedTemporaryFile(prefix="qlab-server-", suffix=".log", delete=False)

@@ -30,7 +30,7 @@ from tests.browser import (
     wait_idle,
 )
 from tests.drawn_digits import PLACES, WAYS, placed
-from tests.queue import assert_served
+from tests.redis_queue import assert_served
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"

@@ -19,7 +19,7 @@ from core import queue_backend, records
 from core.datasets import DatasetRef, load_offline_digits, save_npz
 from core.job_service import DONE, FAILED, PoolSettings, make_service
 from core.jobs import ConvertOutcome, ConvertRequest, TrainOutcome, TrainRequest
-from tests import queue
+from tests import redis_queue as queue
 from tests.conftest import ROOT
 from tests.test_job_service import wait_done, wait_until
 
@@ -242,6 +242,25 @@ def test_a_pickled_message_is_not_run_by_a_worker(redis_and_workers):
     assert any("pickle" in worker.log() for worker in workers)
 
 
+def test_records_are_signed_and_a_worker_refuses_a_job_without_the_classs_secret(redis_and_workers):
+    assert os.environ.get("QLAB_QUEUE_SECRET")
+    signed = queue_backend.sign("{}")
+    assert signed.startswith("v1:") and queue_backend.verify(signed, "x") == "{}"
+    for forged in ("v0::{}", "v1:" + "0" * 64 + ":{}", "{}", signed.replace("{}", "[]")):
+        with pytest.raises(records.RecordError):
+            queue_backend.verify(forged, "the record")
+    server, _ = redis_and_workers
+    app = queue_backend.celery_app(server.url)
+    task_id = f"forged-{os.getpid()}"
+    payload = "v0::" + records.encode(TrainRequest(BUILT_IN, epochs=1, seed=82), {})  # well typed, but not signed
+    app.send_task("qlab.run", args=(task_id, payload), task_id=task_id, queue=queue_backend.QUEUE)
+    client = queue_backend.redis_client(server.url)
+    wait_until(lambda: client.get(f"celery-task-meta-{task_id}"), 120, "the forged job to be refused")
+    answer = json.loads(client.get(f"celery-task-meta-{task_id}"))["result"]
+    assert "not signed" in answer["error"]
+    assert not client.exists(f"qlab:result:{task_id}")
+
+
 def test_the_worker_command_says_in_one_line_when_the_queue_cannot_be_reached(redis_and_workers):
     server, _ = redis_and_workers
     wrong = server.url.replace(server.password, "wrong-password")
@@ -249,3 +268,50 @@ def test_the_worker_command_says_in_one_line_when_the_queue_cannot_be_reached(re
         [sys.executable, "-m", "core", "worker", "--queue", wrong], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2 and "cannot be reached" in done.stderr and "wrong-password" not in done.stderr
+
+
+def test_a_worker_command_killed_whole_fails_its_job_with_one_line_and_another_worker_runs_the_next():
+    """The whole worker command SIGKILLed (its machine switched off): its heartbeat stops, the server
+    fails its running job with one line (it is not retried: a redelivery is marked cancelled), and
+    the job after it runs on a worker that is still there."""
+    with queue.queue(workers=1) as (server, (doomed,)):
+        limits = queue_backend.QueueLimits(lost_grace_s=1.0)
+        service = queue_backend.QueueJobService(PoolSettings(queue_url=server.url), limits=limits)
+        try:
+            job = service.submit(long_training(91), "alice")
+            running_pid(service, job.job_id)
+            os.killpg(doomed.process.pid, signal.SIGKILL)
+            status = wait_done(service, job.job_id, 120)
+            assert status.state == FAILED and "stopped answering" in status.error and "\n" not in status.error
+            spare = queue.Worker(server.url, "spare")
+            try:
+                after = service.submit(TrainRequest(BUILT_IN, epochs=1, seed=92), "alice")
+                assert wait_done(service, after.job_id, 300).state == DONE
+            finally:
+                spare.stop()
+        finally:
+            service.shutdown()
+
+
+def test_the_page_says_when_the_queue_is_unreachable_and_the_session_keeps_its_model(redis_and_workers, tmp_path):
+    """In chromium, on the queue backend: Redis goes away; the session's model stays, a new Train
+    waits with the queue's trouble on the page, and finishes once Redis is back."""
+    from tests.browser import chromium_page, require_browser, serve_app, set_training, train_model, wait_idle
+
+    require_browser()
+    server, _ = redis_and_workers
+    with serve_app(keras_home=str(tmp_path / "keras"), env={"QLAB_QUEUE_URL": server.url}) as (url, _), chromium_page() as page:
+        page.goto(url)
+        wait_idle(page)
+        train_model(page, epochs=1, seed=101)
+        server.stop()
+        try:
+            set_training(page, seed=102)
+            page.locator(".st-key-train button").click()
+            page.get_by_text("is unreachable", exact=False).first.wait_for(timeout=60_000)
+            assert page.get_by_text("Current model", exact=False).first.is_visible()
+            assert page.get_by_text("Seed 101", exact=False).first.is_visible()
+        finally:
+            server.start()
+        queue.wait_for_workers(server.url, 2, 120)
+        page.get_by_text("Seed 102, trained for this session", exact=False).first.wait_for(timeout=300_000)

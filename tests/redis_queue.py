@@ -148,7 +148,9 @@ def wait_for_workers(url: str, count: int, timeout: float = 180.0) -> None:
 
 @contextmanager
 def queue(workers: int = 2, processes: int = 1):
-    """A Redis server and ``workers`` worker commands; yields (redis, [workers])."""
+    """A Redis server and ``workers`` worker commands; yields (redis, [workers]). The server (this
+    process, or an app it starts) and the workers share a QLAB_QUEUE_SECRET, as a class would."""
+    os.environ.setdefault("QLAB_QUEUE_SECRET", secrets.token_hex(16))
     server = RedisServer()
     started: list[Worker] = []
     try:
