@@ -33,15 +33,40 @@ def free_port() -> int:
 class RedisServer:
     """redis-server on 127.0.0.1, no persistence (a restart loses what it held, as a crash would)."""
 
-    def __init__(self):
-        self.port, self.password = free_port(), secrets.token_hex(12)
+    def __init__(self, tls: bool = False):
+        self.port, self.password, self.tls = free_port(), secrets.token_hex(12), tls
         self.folder = tempfile.mkdtemp(prefix="qlab-redis-")
         self.process: subprocess.Popen | None = None
+        if tls:
+            self._certificates()
         self.start()
 
     @property
     def url(self) -> str:
+        if self.tls:  # the server's certificate is checked against the test's own CA
+            ca = os.path.join(self.folder, "ca.crt")
+            return f"rediss://:{self.password}@127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def _certificates(self) -> None:
+        """A CA of the test's own and a certificate for 127.0.0.1 signed by it (openssl)."""
+        folder = self.folder
+        with open(os.path.join(folder, "san.ext"), "w") as handle:
+            handle.write("subjectAltName=IP:127.0.0.1\n")
+        for command in (
+            "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=qlab-test-ca",
+            "req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+            "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile san.ext",
+        ):
+            subprocess.run(["openssl", *command.split()], cwd=folder, check=True, capture_output=True)
+
+    def _listen(self) -> list[str]:
+        if not self.tls:
+            return ["--port", str(self.port)]
+        return [
+            "--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
+            "--tls-cert-file", "server.crt", "--tls-key-file", "server.key", "--tls-ca-cert-file", "ca.crt",
+        ]  # fmt: skip
 
     def start(self) -> None:
         if not os.path.exists(REDIS):
@@ -49,8 +74,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 REDIS,
-                "--port",
-                str(self.port),
+                *self._listen(),
                 "--bind",
                 "127.0.0.1",
                 "--requirepass",
@@ -66,18 +90,19 @@ class RedisServer:
         )
         import redis
 
-        client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 20
         while True:
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=2)  # a fresh one each try
             try:
                 client.ping()
                 break
-            except redis.exceptions.ConnectionError:
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise RuntimeError(
-                        f"redis-server did not start: {Path(self.folder, 'redis.log').read_text()[-1000:]}"
+                        f"redis-server did not answer ({error}); its log: {Path(self.folder, 'redis.log').read_text()[-600:]}"
                     ) from None
-                time.sleep(0.05)
+                client.close()
+                time.sleep(0.1)
         client.close()
 
     def stop(self) -> None:
@@ -147,11 +172,11 @@ def wait_for_workers(url: str, count: int, timeout: float = 180.0) -> None:
 
 
 @contextmanager
-def queue(workers: int = 2, processes: int = 1):
+def queue(workers: int = 2, processes: int = 1, tls: bool = False):
     """A Redis server and ``workers`` worker commands; yields (redis, [workers]). The server (this
     process, or an app it starts) and the workers share a QLAB_QUEUE_SECRET, as a class would."""
     os.environ.setdefault("QLAB_QUEUE_SECRET", secrets.token_hex(16))
-    server = RedisServer()
+    server = RedisServer(tls)
     started: list[Worker] = []
     try:
         started = [Worker(server.url, f"w{index + 1}", processes) for index in range(workers)]

@@ -315,3 +315,18 @@ def test_the_page_says_when_the_queue_is_unreachable_and_the_session_keeps_its_m
             server.start()
         queue.wait_for_workers(server.url, 2, 120)
         page.get_by_text("Seed 102, trained for this session", exact=False).first.wait_for(timeout=300_000)
+
+
+def test_a_class_over_tls_checks_the_servers_certificate():
+    """rediss://: the server and a worker speak TLS to Redis and check its certificate; a client
+    that does not trust the certificate's CA is refused."""
+    with queue.queue(workers=1, tls=True) as (server, _):
+        service = make_service(PoolSettings(queue_url=server.url))
+        try:
+            job = service.submit(TrainRequest(BUILT_IN, epochs=1, seed=111), "alice")
+            assert wait_done(service, job.job_id, 300).state == DONE
+        finally:
+            service.shutdown()
+        untrusted = server.url.split("&ssl_ca_certs=")[0]  # the system's CAs only
+        with pytest.raises(Exception, match="certificate verify failed"):
+            queue_backend.redis_client(untrusted).ping()
