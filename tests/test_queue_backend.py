@@ -154,6 +154,32 @@ def test_a_sigkilled_worker_process_fails_only_its_own_job_with_one_line(service
     assert service.snapshot()["computed"] == 3
 
 
+def test_a_job_that_raises_on_the_worker_fails_with_its_one_line(service, tmp_path):
+    path = save_npz(tmp_path / "d.npz", DIGITS)
+    stale = DatasetRef(DIGITS.name, "0" * 32, str(path), DIGITS.class_names)  # not the digest of its content
+    status = wait_done(service, service.submit(TrainRequest(stale, epochs=1), "alice").job_id, 300)
+    assert status.state == FAILED and "content changed" in status.error and "\n" not in status.error
+
+
+def test_a_job_whose_session_is_gone_is_cancelled_and_its_worker_process_freed(redis_and_workers):
+    server, _ = redis_and_workers
+    alive = {"alice": True}
+    service = make_service(
+        PoolSettings(queue_url=server.url, owner_grace_s=0.0), owner_alive=lambda owner: alive.get(owner, False)
+    )
+    try:
+        job = service.submit(long_training(95), "alice")
+        pid = running_pid(service, job.job_id)
+        alive["alice"] = False
+        wait_until(lambda: service.status(job.job_id) is None, 30, "the orphaned job to be dropped")
+        wait_until(
+            lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 60, "its process to exit"
+        )
+        assert service.snapshot()["cancelled"] == 1
+    finally:
+        service.shutdown()
+
+
 def test_a_job_past_its_time_limit_is_stopped(redis_and_workers):
     server, _ = redis_and_workers
     limited = make_service(PoolSettings(queue_url=server.url, timeouts_s={"train": 4.0}))
