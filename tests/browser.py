@@ -47,16 +47,20 @@ def serve_app(keras_home: str | None = None, timeout: float = 60, env: dict | No
     (bench/app_figures.py's bare one-line app). Under QLAB_TEST_QUEUE=1 the app's jobs go to a real
     Redis queue and two worker commands (tests/redis_queue.py)."""
     port = free_port()
+    queue = {}
+    if os.environ.get("QLAB_TEST_QUEUE") == "1" and "QLAB_QUEUE_URL" not in (
+        env or {}
+    ):  # the queue backend (tests/redis_queue.py)
+        from tests.redis_queue import shared_queue_url
+
+        queue = {"QLAB_QUEUE_URL": shared_queue_url()}  # first: it also sets the class's QLAB_QUEUE_SECRET
     env = {
         **os.environ,
         "KERAS_HOME": keras_home or tempfile.mkdtemp(prefix="qlab-keras-"),
         "PYTHONUNBUFFERED": "1",
+        **queue,
         **(env or {}),
     }
-    if os.environ.get("QLAB_TEST_QUEUE") == "1" and "QLAB_QUEUE_URL" not in env:  # the queue backend (tests/redis_queue.py)
-        from tests.redis_queue import shared_queue_url
-
-        env["QLAB_QUEUE_URL"] = shared_queue_url()
     log = tempfile.NamedTemporaryFile(prefix="qlab-server-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [
