@@ -98,6 +98,7 @@ class RedisServer:
                 break
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
                 if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.process.kill()  # no server left behind
                     raise RuntimeError(
                         f"redis-server did not answer ({error}); its log: {Path(self.folder, 'redis.log').read_text()[-600:]}"
                     ) from None
