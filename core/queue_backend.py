@@ -19,8 +19,10 @@ the pool starts a fresh one), has per-task hard time limits, and records a kille
 ``WorkerLostError``: the job fails with one line and the next job runs (no retry).
 
 What crosses Redis is typed JSON (:mod:`core.records`): Celery is configured for JSON only, and
-the records name only our own frozen dataclasses. Byte strings (models, uploads, results) are
-blobs keyed by their digest, bounded in size, with a time to live.
+the records name only our own frozen dataclasses. Every record (a job, its progress, its result)
+is signed with an HMAC under ``QLAB_QUEUE_SECRET``, which the server and the workers share and
+Redis never sees (:func:`sign`, :func:`verify`). Byte strings (models, uploads, results) are blobs
+keyed by their digest, bounded in size, with a time to live.
 
 Keys (prefix ``qlab:``): ``blob:<digest>`` bytes; ``blob-owners:<digest>`` the sessions using it;
 ``job:<id>`` the record of a dispatched job; ``progress:<id>`` its last progress; ``epochs:<id>``

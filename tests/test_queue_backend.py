@@ -84,14 +84,13 @@ def test_six_distinct_requests_from_three_owners_complete_on_two_workers(service
     }
     assert all(submission.how == "new" for submission in trainings.values())
     assert service.status(trainings["carol"].job_id).position >= 1  # two slots, three jobs: one waits its turn
-    pids = set()
     for submission in trainings.values():
-        pids.add(running_pid(service, submission.job_id) if service.status(submission.job_id).active else 0)
         assert wait_done(service, submission.job_id, 300).state == DONE
+    pids = {_handle(service, submission.job_id).pid for submission in trainings.values()}  # the process each ran in
     outcomes = {owner: service.result(submission.job_id) for owner, submission in trainings.items()}
     assert all(isinstance(outcome, TrainOutcome) and outcome.model_bytes[:2] == b"PK" for outcome in outcomes.values())
     assert outcomes["carol"].dataset_digest == upload.digest != outcomes["alice"].dataset_digest
-    assert len(pids - {0}) == 2, "both workers served"
+    assert len(pids - {0}) == 2, f"both workers served: {pids}"
     conversions = {
         owner: service.submit(
             ConvertRequest(outcome.model_digest, ("float32", "int8"), data[owner], model_bytes=outcome.model_bytes), owner
