@@ -24,7 +24,7 @@ starts another) and has per-task timeouts; loky's reusable executor can neither.
 
 A deployment larger than one machine keeps this interface with Celery on Redis behind it:
 :func:`make_service` returns a :class:`core.queue_backend.QueueJobService` when a queue URL is set.
-The executor is four hooks (``_reports``, ``_capacity``, ``_start`` and the future it returns);
+The executor is three hooks (``_reports``, ``_capacity``, ``_start``) and the future ``_start`` returns;
 everything else (the line, joins, the cache, owners, limits) is this class, for both.
 """
 
@@ -555,8 +555,16 @@ def make_service(settings: PoolSettings | None = None, owner_alive: Callable[[st
     """The local pool, or the queue backend when ``settings.queue_url`` is set."""
     settings = settings or PoolSettings.from_env()
     if settings.queue_url:
-        from core.queue_backend import QueueJobService
+        try:
+            import celery  # noqa: F401
+            import redis  # noqa: F401
 
+            from core.queue_backend import QueueJobService
+        except ImportError as error:  # the default install has no queue packages
+            raise JobError(
+                f"a job queue is set (QLAB_QUEUE_URL), but its packages are not installed ({error.name}): "
+                "pip install -r requirements-queue.txt"
+            ) from None
         return QueueJobService(settings, owner_alive)
     return JobService(settings, owner_alive)
 

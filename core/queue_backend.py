@@ -157,14 +157,22 @@ def celery_app(url: str):
 
 
 def store_blobs(client, blobs: dict[str, bytes], ttl_s: int, owners: tuple[str, ...] = ()) -> None:
-    pipe = client.pipeline()
-    for digest, data in blobs.items():
+    """Put blobs in the store by digest, each sent only when the store does not hold it yet (a
+    model converted again, or an upload trained on again, is not sent again); every one's time to
+    live starts again."""
+    for data in blobs.values():
         if len(data) > LIMITS.max_blob_bytes:
             raise JobError(
                 f"a file of {len(data) / MB:.1f} MB is over the queue's bound of {LIMITS.max_blob_bytes / MB:.0f} MB for one file"
             )
-        pipe.set(PREFIX + "blob:" + digest, data, ex=ttl_s, nx=True)
-        pipe.expire(PREFIX + "blob:" + digest, ttl_s)
+    digests = list(blobs)
+    held = client.pipeline()
+    for digest in digests:
+        held.expire(PREFIX + "blob:" + digest, ttl_s)  # 1 where it is held (and now lives on), 0 where not
+    pipe = client.pipeline()
+    for digest, present in zip(digests, held.execute() if digests else [], strict=True):
+        if not present:
+            pipe.set(PREFIX + "blob:" + digest, blobs[digest], ex=ttl_s)
         for owner in owners:
             pipe.sadd(PREFIX + "blob-owners:" + digest, owner)
             pipe.expire(PREFIX + "blob-owners:" + digest, ttl_s)
@@ -178,7 +186,7 @@ def fetch_blob(client, digest: str) -> bytes | None:
 BLOB_PATH = "qlab-blob:"  # a DatasetRef path that names a file in the store, not on a disk
 
 
-def to_queue(request, client, owner: str):
+def to_queue(request, client, owners: tuple[str, ...], ttl_s: int):
     """The request as it travels: an uploaded dataset's file goes to the store by digest."""
     ref = getattr(request, "dataset", None)
     if ref is None or not ref.path or ref.path.startswith(BLOB_PATH):
@@ -191,7 +199,7 @@ def to_queue(request, client, owner: str):
     with open(ref.path, "rb") as handle:
         data = handle.read()
     digest = jobs.digest_bytes(data)
-    store_blobs(client, {digest: data}, LIMITS.blob_ttl_s, (owner,))
+    store_blobs(client, {digest: data}, ttl_s, owners)
     return replace(request, dataset=replace(ref, path=BLOB_PATH + digest))
 
 
@@ -385,7 +393,7 @@ class QueueJobService(JobService):
     def _start(self, job):
         task_id = f"{job.job_id}-{uuid.uuid4().hex[:12]}"
         owners = tuple(job.owners)
-        request = to_queue(job.request, self.client, owners[0] if owners else "")
+        request = to_queue(job.request, self.client, owners, self.limits.blob_ttl_s)
         blobs: dict[str, bytes] = {}
         payload = records.encode(request, blobs)
         store_blobs(self.client, blobs, self.limits.blob_ttl_s, owners)

@@ -355,3 +355,14 @@ def test_a_class_over_tls_checks_the_servers_certificate():
         untrusted = server.url.split("&ssl_ca_certs=")[0]  # the system's CAs only
         with pytest.raises(Exception, match="certificate verify failed"):
             queue_backend.redis_client(untrusted).ping()
+
+
+def test_a_queue_url_without_the_queue_packages_is_one_clear_line():
+    code = (
+        "import sys; sys.modules['celery'] = sys.modules['redis'] = None\n"
+        "from core.job_service import JobError, PoolSettings, make_service\n"
+        "try:\n    make_service(PoolSettings(queue_url='redis://h:6379/0'))\n"
+        "except JobError as error:\n    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "pip install -r requirements-queue.txt" in done.stdout, done.stderr
